@@ -1,0 +1,34 @@
+# Two entry points, the README's quick start:
+#   make site   set up the controller and run site.yml on the default (lab) inventory
+#   make test   set up the controller and the podman test host, run the whole test suite
+# Options: INVENTORY=inventories/production make site ARGS="--tags preflight"
+#          make test PYTEST_ARGS="-k catalogue"
+
+PYTHON ?= python3
+VENV ?= .venv
+INVENTORY ?= inventories/lab
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: site test test-host
+
+site: $(VENV)/.runtime
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) site.yml $(ARGS)
+
+test: $(VENV)/.test test-host
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# podman, runc, debootstrap and the offline-built Debian 12 systemd image that
+# the molecule scenarios run on (root only; a no-op once done).
+test-host:
+	scripts/setup-test-host.sh
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@ $(VENV)/.runtime

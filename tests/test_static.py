@@ -1,0 +1,62 @@
+"""Static checks: every playbook parses, ansible-lint (production profile) and yamllint pass,
+and every role states its interface."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import ROOT, run, tool
+
+PLAYBOOKS = sorted(
+    str(p.relative_to(ROOT))
+    for p in [ROOT / "site.yml", *(ROOT / "playbooks").glob("*.yml")]
+)
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+@pytest.mark.parametrize("inventory", ["lab", "production", "airgap"])
+def test_syntax_check(playbook, inventory):
+    result = run([tool("ansible-playbook"), "--syntax-check", "-i", f"inventories/{inventory}", playbook])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ansible_lint_production_profile():
+    result = run([tool("ansible-lint"), "--offline", "--profile", "production"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Profile 'production' was required, and it passed" in result.stdout + result.stderr
+
+
+def test_yamllint():
+    result = run([tool("yamllint"), "--strict", "."])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
+def test_role_states_its_interface(role):
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    defaults_file = role / "defaults" / "main.yml"
+    defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
+    documented = {name: option for spec in specs.values() for name, option in (spec.get("options") or {}).items()}
+    for name, value in (defaults or {}).items():
+        assert name.startswith(f"{role.name}_"), f"{role.name}: default {name} is not prefixed with the role name"
+        assert name in documented, f"{role.name}: default {name} is missing from meta/argument_specs.yml"
+        assert documented[name].get("description"), f"{role.name}: {name} has no description"
+        assert documented[name].get("default") == value, f"{role.name}: {name} default differs between defaults/main.yml and argument_specs"
+    for name in documented:
+        assert name in (defaults or {}) or documented[name].get("required"), f"{role.name}: {name} has neither a default nor required: true"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
+def test_ansible_doc_reads_the_role(role):
+    result = run([tool("ansible-doc"), "-t", "role", "-r", "roles", role.name])
+    assert result.returncode == 0, result.stderr
+    assert "ENTRY POINT" in result.stdout
+
+
+def test_every_playbook_is_in_site_or_standalone():
+    site = (ROOT / "site.yml").read_text()
+    for playbook in PLAYBOOKS:
+        if playbook.startswith("playbooks/"):
+            assert playbook in site, f"{playbook} is not imported by site.yml"
