@@ -31,26 +31,27 @@ import sys
 from pathlib import Path
 
 path = Path(sys.argv[1])
-text = path.read_text() if path.exists() else ""
+old = path.read_text() if path.exists() else ""
 wanted = {
     "containers": {"default_ulimits": "[]", "pids_limit": "0"},
     "engine": {"runtime": '"runc"'},
 }
+lines = old.splitlines()
 for section, settings in wanted.items():
-    if not re.search(rf"^\[{section}\]\s*$", text, re.M):
-        text = text.rstrip("\n") + ("\n\n" if text else "") + f"[{section}]\n"
+    header = next((i for i, line in enumerate(lines) if line.strip() == f"[{section}]"), None)
+    if header is None:
+        lines += ([""] if lines else []) + [f"[{section}]"]
+        header = len(lines) - 1
+    end = next((i for i in range(header + 1, len(lines)) if re.match(r"^\s*\[", lines[i])), len(lines))
     for key, value in settings.items():
-        line = f"{key} = {value}"
-        # Replace the key inside its section if it is there, else add it under the header.
-        block = re.search(rf"(^\[{section}\]\s*$)(.*?)(?=^\[|\Z)", text, re.M | re.S)
-        body = block.group(2)
-        if re.search(rf"^\s*{key}\s*=.*$", body, re.M):
-            body = re.sub(rf"^\s*{key}\s*=.*$", line, body, count=1, flags=re.M)
+        found = next((i for i in range(header + 1, end) if re.match(rf"^\s*{key}\s*=", lines[i])), None)
+        if found is None:
+            lines.insert(header + 1, f"{key} = {value}")
+            end += 1
         else:
-            body = "\n" + line + body if not body.startswith("\n") else "\n" + line + body
-        text = text[: block.start(2)] + body + text[block.end(2):]
-new = text if text.endswith("\n") else text + "\n"
-if not path.exists() or path.read_text() != new:
+            lines[found] = f"{key} = {value}"
+new = "\n".join(lines) + "\n"
+if new != old:
     path.write_text(new)
     print(f"setup-test-host: updated {path}")
 PY
