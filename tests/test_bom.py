@@ -1,0 +1,48 @@
+"""The bill of materials pins everything, in one file, in a form the roles can use."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from conftest import ROOT
+
+BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
+LAYERS = {"network", "storage", "observability", "gpu", "serving", "tracking", "orchestration", "backup"}
+EXACT = re.compile(r"^v?\d+\.\d+\.\d+(\+k3s\d+)?$")
+
+
+def test_bom_is_the_only_place_versions_are_pinned():
+    for path in ROOT.glob("**/*.yml"):
+        if ".venv" in path.parts or path.name == "bom.yml":
+            continue
+        text = path.read_text()
+        assert not re.search(r"^\s*(chart_version|version):\s*['\"]?v?\d+\.\d+\.\d+", text, re.M) or "collections/requirements.yml" in str(path), (
+            f"{path.relative_to(ROOT)} pins a version; versions live in group_vars/all/bom.yml"
+        )
+
+
+def test_every_chart_is_pinned_exactly_with_its_source():
+    for key, chart in BOM["bom_charts"].items():
+        assert set(chart) >= {"layer", "repository", "chart", "version", "app_version"}, key
+        assert chart["layer"] in LAYERS, key
+        assert re.match(r"^(https|oci)://", chart["repository"]), key
+        assert EXACT.match(str(chart["version"])), f"{key}: {chart['version']} is not an exact version"
+        for bound in (chart.get("kubernetes") or {}).values():
+            assert re.match(r"^\d+\.\d+$", str(bound)), key
+
+
+def test_binaries_are_pinned_exactly():
+    for key, binary in BOM["bom_binaries"].items():
+        assert EXACT.match(str(binary["version"])), f"{key}: {binary['version']}"
+        assert binary["url"].startswith("https://"), key
+
+
+def test_distributions_install_the_same_kubernetes():
+    kubeadm = BOM["bom_kubernetes"]["kubeadm"]
+    k3s = BOM["bom_kubernetes"]["k3s"]
+    assert k3s.startswith(f"v{kubeadm}+k3s")
+    assert BOM["bom_binaries"]["kubernetes"]["version"] == kubeadm
+    assert BOM["bom_binaries"]["k3s"]["version"] == k3s
+    assert ".".join(kubeadm.split(".")[:2]) in BOM["bom_kubernetes_supported_minors"]
