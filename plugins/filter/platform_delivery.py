@@ -1,0 +1,230 @@
+"""The shared delivery path's data: what a layer declares, turned into Kubernetes documents.
+
+A layer declares (see docs/delivery.md):
+
+    name: network            # the layer, also its tag
+    wave: 20                 # Argo CD sync wave base, in layer order
+    namespaces: [{name, pod_security}]
+    releases:   [{name, chart, namespace, values}]   # chart: a key of bom_charts
+    manifests:  [<Kubernetes object>, ...]           # applied after the releases
+    secrets:    [<Secret>, ...]                      # never written to the GitOps tree
+    ready:      [{kind, name, namespace?}]           # what to wait for in direct mode
+
+Both delivery modes read the same declaration through these functions, so what
+`gitops` writes is exactly what `direct` applies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+READY_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CustomResourceDefinition")
+LAYER_KEYS = ("name", "wave", "namespaces", "releases", "manifests", "secrets", "ready")
+RELEASE_KEYS = ("name", "chart", "namespace", "values")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ARGOCD_DESTINATION = "https://kubernetes.default.svc"
+# Argo CD Applications are named <layer>-<part>; both must stay within a DNS label.
+MAX_APP_NAME = 63
+
+
+def declaration_problems(layer, charts):
+    """Problems with a layer's declaration: the installer's own bugs, caught before anything is applied."""
+    problems = []
+    if not isinstance(layer, Mapping):
+        return ["the layer declaration must be a mapping"]
+    name = layer.get("name", "?")
+    for key in layer:
+        if key not in LAYER_KEYS:
+            problems.append(f"layer {name}: unknown key '{key}'")
+    if not DNS1123_LABEL.match(str(name)):
+        problems.append(f"layer {name}: name must be a DNS label")
+    if not isinstance(layer.get("wave"), int):
+        problems.append(f"layer {name}: wave must be an integer")
+    declared_namespaces = set()
+    for ns in layer.get("namespaces") or []:
+        declared_namespaces.add(ns.get("name"))
+        if ns.get("pod_security") not in POD_SECURITY_LEVELS:
+            problems.append(f"layer {name}: namespace {ns.get('name')} needs pod_security: one of {', '.join(POD_SECURITY_LEVELS)}")
+    for release in layer.get("releases") or []:
+        for key in release:
+            if key not in RELEASE_KEYS:
+                problems.append(f"layer {name}: release {release.get('name')} has unknown key '{key}'")
+        if release.get("chart") not in charts:
+            problems.append(f"layer {name}: release {release.get('name')} uses chart '{release.get('chart')}', which bom_charts does not pin")
+        if len(f"{name}-{release.get('name')}") > MAX_APP_NAME:
+            problems.append(f"layer {name}: release name {release.get('name')} is too long for an Application name")
+    for doc in layer.get("manifests") or []:
+        if doc.get("kind") in ("Secret",):
+            problems.append(f"layer {name}: Secret {doc.get('metadata', {}).get('name')} belongs in secrets, not manifests (manifests are written to Git)")
+        if not doc.get("apiVersion") or not doc.get("kind") or not doc.get("metadata", {}).get("name"):
+            problems.append(f"layer {name}: a manifest lacks apiVersion, kind or metadata.name: {doc}")
+    for secret in layer.get("secrets") or []:
+        if secret.get("kind") != "Secret":
+            problems.append(f"layer {name}: secrets holds a {secret.get('kind')}, not a Secret")
+    for item in layer.get("ready") or []:
+        if item.get("kind") not in READY_KINDS:
+            problems.append(f"layer {name}: cannot wait for kind {item.get('kind')}")
+    return problems
+
+
+def namespace_documents(layer):
+    """Namespaces with Pod Security Admission labels: enforce the declared level, warn and audit at restricted."""
+    docs = []
+    for ns in layer.get("namespaces") or []:
+        labels = {
+            "app.kubernetes.io/part-of": "ml-platform",
+            "platform.ml/layer": layer["name"],
+            "pod-security.kubernetes.io/enforce": ns["pod_security"],
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/warn-version": "latest",
+            "pod-security.kubernetes.io/audit": "restricted",
+            "pod-security.kubernetes.io/audit-version": "latest",
+        }
+        labels.update(ns.get("labels") or {})
+        docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns["name"], "labels": labels}})
+    return docs
+
+
+def chart_source(chart, mirror=None):
+    """Where Helm fetches a pinned chart: upstream, or the air-gapped mirror.
+
+    Returns {repo_url, chart_ref, version, oci}. OCI charts are addressed by
+    reference (oci://registry/path/chart), classic repositories by URL and name.
+    """
+    repository = str(chart["repository"]).rstrip("/")
+    name = chart["chart"]
+    if mirror:
+        mirror = str(mirror).rstrip("/")
+        if mirror.startswith("oci://"):
+            return {"repo_url": "", "chart_ref": f"{mirror}/{name}", "version": str(chart["version"]), "oci": True}
+        if mirror.startswith("/"):
+            return {"repo_url": "", "chart_ref": f"{mirror}/{name}-{chart['version']}.tgz", "version": str(chart["version"]), "oci": False}
+        repository = mirror
+    if repository.startswith("oci://"):
+        return {"repo_url": "", "chart_ref": f"{repository}/{name}", "version": str(chart["version"]), "oci": True}
+    return {"repo_url": repository, "chart_ref": name, "version": str(chart["version"]), "oci": False}
+
+
+def _application(name, wave, settings, source, namespace):
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": name,
+            "namespace": settings["argocd_namespace"],
+            "annotations": {"argocd.argoproj.io/sync-wave": str(wave)},
+            "labels": {"app.kubernetes.io/part-of": "ml-platform"},
+            "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+        },
+        "spec": {
+            "project": settings["argocd_project"],
+            "source": source,
+            "destination": {"server": ARGOCD_DESTINATION, "namespace": namespace},
+            "syncPolicy": {
+                "automated": {"prune": True, "selfHeal": True},
+                "syncOptions": ["ServerSideApply=true", "CreateNamespace=false"],
+                "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
+            },
+        },
+    }
+
+
+def _git_source(settings, path):
+    base = str(settings.get("repo_path") or "").strip("/")
+    return {
+        "repoURL": settings["repo_url"],
+        "targetRevision": settings["revision"],
+        "path": f"{base}/{path}" if base else path,
+    }
+
+
+def argocd_applications(layer, charts, settings, mirror=None):
+    """The layer as Argo CD Applications, in sync-wave order: namespaces, each release, then manifests.
+
+    settings: {argocd_namespace, argocd_project, repo_url, revision, repo_path}.
+    Returns [(file name, Application), ...].
+    """
+    name, wave = layer["name"], int(layer["wave"])
+    apps = []
+    if layer.get("namespaces"):
+        apps.append(
+            (
+                f"{name}-00-namespaces.yaml",
+                _application(f"{name}-namespaces", wave, settings, _git_source(settings, f"manifests/{name}/namespaces"), "default"),
+            )
+        )
+    for index, release in enumerate(layer.get("releases") or [], start=1):
+        chart = charts[release["chart"]]
+        where = chart_source(chart, mirror)
+        if where["oci"]:
+            registry_path, chart_name = where["chart_ref"][len("oci://"):].rsplit("/", 1)
+            source = {"repoURL": registry_path, "chart": chart_name, "targetRevision": where["version"]}
+        else:
+            source = {"repoURL": where["repo_url"], "chart": chart["chart"], "targetRevision": where["version"]}
+        source["helm"] = {"releaseName": release["name"], "valuesObject": release.get("values") or {}}
+        apps.append(
+            (
+                f"{name}-{index:02d}-{release['name']}.yaml",
+                _application(f"{name}-{release['name']}", wave + index, settings, source, release["namespace"]),
+            )
+        )
+    if layer.get("manifests"):
+        apps.append(
+            (
+                f"{name}-99-manifests.yaml",
+                _application(f"{name}-manifests", wave + 9, settings, _git_source(settings, f"manifests/{name}/resources"), "default"),
+            )
+        )
+    return apps
+
+
+def root_application(settings):
+    """The app-of-apps an operator applies once to hand the platform to Argo CD."""
+    app = _application("ml-platform", 0, settings, _git_source(settings, "apps"), settings["argocd_namespace"])
+    app["spec"]["source"]["directory"] = {"recurse": False}
+    return app
+
+
+def gitops_files(layer, charts, settings, mirror=None):
+    """Every file the gitops mode writes for a layer: {relative path: [documents]}."""
+    files = {f"apps/{file}": [app] for file, app in argocd_applications(layer, charts, settings, mirror)}
+    if layer.get("namespaces"):
+        files[f"manifests/{layer['name']}/namespaces/namespaces.yaml"] = namespace_documents(layer)
+    if layer.get("manifests"):
+        files[f"manifests/{layer['name']}/resources/resources.yaml"] = list(layer["manifests"])
+    return files
+
+
+def ready_checks(layer):
+    """The k8s_info look-ups direct mode waits on, with the condition each must reach."""
+    checks = []
+    for item in layer.get("ready") or []:
+        kind = item["kind"]
+        # kubernetes.core knows when a Deployment, DaemonSet or StatefulSet is ready; a CRD needs its condition.
+        condition = {"type": "Established", "status": "True"} if kind == "CustomResourceDefinition" else None
+        api_version = {"CustomResourceDefinition": "apiextensions.k8s.io/v1"}.get(kind, "apps/v1")
+        checks.append(
+            {
+                "api_version": api_version,
+                "kind": kind,
+                "name": item["name"],
+                "namespace": item.get("namespace"),
+                "condition": condition,
+            }
+        )
+    return checks
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "platform_declaration_problems": declaration_problems,
+            "platform_namespace_documents": namespace_documents,
+            "platform_chart_source": chart_source,
+            "platform_gitops_files": gitops_files,
+            "platform_root_application": root_application,
+            "platform_ready_checks": ready_checks,
+        }
