@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 sys.path.insert(0, str(ROOT / "plugins" / "modules"))
+sys.path.insert(0, str(ROOT / "plugins" / "action"))
 
 
 def tool(name: str) -> str:

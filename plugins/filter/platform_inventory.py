@@ -503,8 +503,9 @@ def check_bom(distribution, bom):
         span = chart.get("kubernetes") or {}
         low, high = _parse_minor(span.get("min", "")), _parse_minor(span.get("max", ""))
         if (low and minor < low) or (high and minor > high):
+            supports = " to ".join(str(span[k]) for k in ("min", "max") if span.get(k)) + ("" if high else " and later")
             problems.append(
-                f"bom_charts.{name}: {chart.get('chart', name)} {chart.get('version')} supports Kubernetes {span.get('min', '?')} to {span.get('max', '?')}, "
+                f"bom_charts.{name}: {chart.get('chart', name)} {chart.get('version')} supports Kubernetes {supports}, "
                 f"but {distribution} installs {_minor_str(minor)} ({version}). Fix: pin a {name} version that supports {_minor_str(minor)}, or another Kubernetes version, in group_vars/all/bom.yml."
             )
     return problems

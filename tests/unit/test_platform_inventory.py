@@ -192,3 +192,9 @@ def test_filter_wrapper_reads_only_contract_variables():
     hostvars = LazyHostvars(lab=dict(GOOD_PLATFORM, ansible_password="s3cret", unrelated=object()))
     groups = {"all": ["lab"], "control_plane": ["lab"]}
     assert pi.platform_inventory_problems(hostvars, groups, {}, [], {}) == []
+
+
+def test_bom_chart_with_only_a_minimum():
+    bom = dict(BOM, kubernetes={"kubeadm": "1.34.2"}, charts={"metallb": {"chart": "metallb", "version": "0.16.1", "kubernetes": {"min": "1.35"}}})
+    (problem,) = pi.check_bom("kubeadm", bom)
+    assert "metallb 0.16.1 supports Kubernetes 1.35 and later, but kubeadm installs 1.34" in problem
