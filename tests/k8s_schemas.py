@@ -72,8 +72,11 @@ def crd_schemas():
 def validate(document, kubernetes_version):
     """Errors for one document (an empty list when it is valid)."""
     key = (document.get("apiVersion"), document.get("kind"))
-    if "/" in key[0] and "." in key[0].split("/")[0]:
-        schema = crd_schemas().get(key)
+    group = key[0].split("/")[0] if "/" in key[0] else ""
+    schema = crd_schemas().get(key)
+    # Custom resources, and the built-in groups named *.k8s.io (storage, rbac, networking) that
+    # are not CRDs such as Gateway API's.
+    if schema is not None or ("." in group and not group.endswith(".k8s.io")):
         if schema is None:
             return [f"{key[1]} {key[0]}: no upstream CRD in {CRD_DIR} to validate against"]
         validator = jsonschema.Draft7Validator(schema)

@@ -4,6 +4,7 @@ check every document the tree holds: schemas, pins, namespaces, and no secrets."
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 
@@ -15,17 +16,21 @@ from k8s_schemas import CRD_DIR, load_tree, validate
 
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
-LAYER_TAGS = "preflight_inventory,network"
+LAYER_TAGS = "preflight_inventory,network,storage"
 INVENTORIES = ["lab", "production", "airgap"]
 REPO = "https://git.example.internal/platform/tree.git"
 
 
-def render(inventory, tree):
+def render(inventory, tree, *extra):
+    """Render the layers in gitops mode, touching no host: the storage host play is skipped and the
+    generated credentials go to a directory beside the tree, not into the inventory."""
     return run(
         [
             tool("ansible-playbook"), "site.yml", "-i", f"inventories/{inventory}", "--tags", LAYER_TAGS,
+            "--skip-tags", "storage_hosts",
             "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}",
             "-e", f"platform_gitops_repo_url={REPO}", "-e", "platform_gitops_secrets=skip",
+            "-e", f"platform_credentials_dir={tree}-credentials", *extra,
         ]
     )
 
@@ -83,19 +88,32 @@ def test_every_release_is_pinned_to_the_bom(rendered):
         assert pinned.get((source["repoURL"], source["chart"])) == source["targetRevision"] or source["repoURL"].startswith("registry.example.internal"), app["metadata"]["name"]
 
 
+def cpu_and_memory_requested(node):
+    """Yield True for every `requests` mapping in chart values that names both cpu and memory."""
+    if isinstance(node, dict):
+        requests = node.get("requests")
+        if isinstance(requests, dict) and {"cpu", "memory"} <= set(requests):
+            yield True
+        for value in node.values():
+            yield from cpu_and_memory_requested(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from cpu_and_memory_requested(value)
+
+
 def test_releases_request_resources(rendered):
     _, _, tree_docs = rendered
     for _, doc in documents(tree_docs):
         if doc["kind"] == "Application" and "helm" in doc["spec"]["source"]:
-            text = yaml.safe_dump(doc["spec"]["source"]["helm"]["valuesObject"])
-            assert re.search(r"requests:\s+cpu: \S+\s+memory: \S+", text), doc["metadata"]["name"]
+            assert any(cpu_and_memory_requested(doc["spec"]["source"]["helm"]["valuesObject"])), doc["metadata"]["name"]
 
 
 def test_sync_waves_follow_layer_order(rendered):
     _, _, tree_docs = rendered
     waves = {doc["metadata"]["name"]: int(doc["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for _, doc in documents(tree_docs) if doc["kind"] == "Application"}
     assert waves["ml-platform"] == 0
-    assert waves["network-namespaces"] < waves["network-cilium"] < waves["network-metallb"] < waves["network-manifests"]
+    assert waves["network-namespaces"] == waves["network-gateway-api-crds"] < waves["network-cilium"] < waves["network-metallb"] < waves["network-manifests"]
+    assert waves["network-manifests"] < waves["storage-namespaces"] < waves["storage-longhorn"] < waves["storage-minio-operator"] < waves["storage-manifests"]
 
 
 def test_every_namespace_has_pod_security_labels(rendered):
@@ -111,9 +129,14 @@ def test_every_namespace_has_pod_security_labels(rendered):
 def test_no_secret_or_credential_is_written(rendered):
     _, tree, tree_docs = rendered
     assert not [doc for _, doc in documents(tree_docs) if doc["kind"] == "Secret"]
+    generated = yaml.safe_load((tree.parent / f"{tree.name}-credentials" / "object-store.yml").read_text())
+    secrets = [fields["secret_key"] for fields in generated.values()]
+    assert len(secrets) == 5 and all(len(s) == 40 for s in secrets)
     for path in tree.rglob("*"):
         if path.is_file():
-            assert not re.search(r"(password|secretKey|accessKey|token)\s*:\s*\S", path.read_text(), re.I), path
+            text = path.read_text()
+            assert not re.search(r"\b(password|secretKey|accessKey|token)\s*:\s*\S", text, re.I), path
+            assert not [s for s in secrets if s in text], path
 
 
 def test_metallb_resources_match_the_inventory(rendered):
@@ -156,3 +179,99 @@ def test_the_validator_rejects_what_the_api_server_would_drop():
     assert validate(namespace, KUBERNETES)
     unknown = {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w"}}
     assert validate(unknown, KUBERNETES)
+
+
+def test_the_gateway_api_crds_are_pinned_and_the_gateway_follows_the_inventory(rendered):
+    inventory, _, tree_docs = rendered
+    docs = dict(((doc["kind"], doc["metadata"]["name"]), doc) for _, doc in documents(tree_docs))
+    crds = docs[("Application", "network-gateway-api-crds")]["spec"]["source"]
+    pinned = BOM["bom_manifests"]["gateway_api"]
+    expected_repo = "https://git.example.internal/mirror/gateway-api.git" if inventory == "airgap" else pinned["git"]
+    assert crds == {"repoURL": expected_repo, "targetRevision": pinned["version"], "path": "config/crd/standard"}
+    # CRDs are never pruned or cascade-deleted with their Application.
+    assert "finalizers" not in docs[("Application", "network-gateway-api-crds")]["metadata"]
+    gateway = docs[("Gateway", "platform")]
+    assert gateway["spec"]["gatewayClassName"] == "cilium"
+    pool = "lab" if inventory == "lab" else "platform"
+    assert gateway["spec"]["infrastructure"]["annotations"] == {"metallb.io/address-pool": pool}
+    assert {listener["port"] for listener in gateway["spec"]["listeners"]} == {80, 443}
+    cilium = docs[("Application", "network-cilium")]["spec"]["source"]["helm"]["valuesObject"]
+    assert cilium["gatewayAPI"] == {"enabled": True, "gatewayClass": {"create": "true"}} and cilium["l7Proxy"] is True
+
+
+def test_storage_is_sized_from_the_inventory(rendered):
+    inventory, _, tree_docs = rendered
+    docs = dict(((doc["kind"], doc["metadata"]["name"]), doc) for _, doc in documents(tree_docs))
+    longhorn = docs[("Application", "storage-longhorn")]["spec"]["source"]["helm"]["valuesObject"]
+    tenant = docs[("Tenant", "platform")]["spec"]
+    pool = tenant["pools"][0]
+    if inventory == "lab":
+        assert longhorn["persistence"]["defaultClassReplicaCount"] == 1
+        assert longhorn["defaultSettings"]["replicaSoftAntiAffinity"] is True
+        assert (pool["servers"], pool["volumesPerServer"]) == (1, 1)
+        assert docs[("Application", "storage-minio-operator")]["spec"]["source"]["helm"]["valuesObject"]["operator"]["replicaCount"] == 1
+    else:
+        assert longhorn["persistence"]["defaultClassReplicaCount"] == 3
+        assert (pool["servers"], pool["volumesPerServer"]) == (4, 1)
+    assert longhorn["persistence"]["defaultClass"] is True
+    # MinIO's erasure coding already protects its drives: single-replica, node-local volumes.
+    assert pool["volumeClaimTemplate"]["spec"]["storageClassName"] == "longhorn-local"
+    assert docs[("StorageClass", "longhorn-local")]["parameters"]["numberOfReplicas"] == "1"
+    assert tenant["image"] == f"{BOM['bom_images']['minio']['repository']}:{BOM['bom_images']['minio']['tag']}"
+
+
+def test_the_object_store_setup_covers_every_bucket_and_service(rendered):
+    _, _, tree_docs = rendered
+    docs = dict(((doc["kind"], doc["metadata"]["name"]), doc) for _, doc in documents(tree_docs))
+    data = docs[("ConfigMap", "minio-setup")]["data"]
+    buckets = dict(line.split() for line in data["buckets"].splitlines())
+    assert buckets == {"mlflow-artifacts": "on", "training-datasets": "on", "kserve-models": "on", "workflow-artifacts": "on"}
+    for bucket in buckets:
+        rules = json.loads(data[f"lifecycle-{bucket}.json"])["Rules"]
+        assert {"ID": "expire-scratch", "Status": "Enabled", "Filter": {"Prefix": "scratch/"}, "Expiration": {"Days": 7}} in rules
+    users = dict(line.split() for line in data["users"].splitlines())
+    assert users == {u: f"platform-{u}" for u in ("argo", "kserve", "mlflow", "training")}
+    kserve = json.loads(data["policy-platform-kserve.json"])
+    assert all(not a.startswith(("s3:Put", "s3:Delete")) for st in kserve["Statement"] for a in st["Action"])
+    jobs = [doc for (kind, _), doc in docs.items() if kind == "Job"]
+    assert len(jobs) == 1 and jobs[0]["metadata"]["name"].startswith("minio-setup-")
+    namespaces = {doc["metadata"]["name"] for (kind, _), doc in docs.items() if kind == "Namespace"}
+    assert {"ml-tracking", "ml-serving", "ml-training"} <= namespaces
+
+
+def test_openebs_replaces_longhorn_behind_one_variable(tmp_path):
+    result = render("lab", tmp_path / "tree", "-e", "storage_block=openebs")
+    assert result.returncode == 0, result.stdout[-3000:]
+    tree_docs = load_tree(tmp_path / "tree")
+    apps = {doc["metadata"]["name"]: doc for _, doc in documents(tree_docs) if doc["kind"] == "Application"}
+    assert "storage-longhorn" not in apps
+    values = apps["storage-openebs"]["spec"]["source"]["helm"]["valuesObject"]
+    assert values["localpv-provisioner"]["hostpathClass"]["isDefaultClass"] is True
+    assert values["engines"]["replicated"]["mayastor"]["enabled"] is False
+    tenant = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "Tenant")
+    assert tenant["spec"]["pools"][0]["volumeClaimTemplate"]["spec"]["storageClassName"] == "openebs-hostpath"
+    assert not [doc for _, doc in documents(tree_docs) if doc["kind"] == "StorageClass"]
+
+
+def test_an_external_object_store_needs_its_endpoint_and_keys(tmp_path):
+    tree = tmp_path / "tree"
+    args = ("-e", "platform_object_store=external")
+    result = render("lab", tree, *args)
+    assert result.returncode != 0
+    assert "set platform_object_store_endpoint" in result.stdout
+    args += ("-e", "platform_object_store_endpoint=https://s3.example.internal")
+    result = render("lab", tree, *args)
+    assert result.returncode != 0
+    assert "lacks argo.access_key, argo.secret_key" in result.stdout
+    credentials = tmp_path / "tree-credentials"
+    credentials.mkdir(mode=0o700, exist_ok=True)
+    keys = {u: {"access_key": f"{u}-key", "secret_key": f"{u}-secret-value"} for u in ("argo", "kserve", "mlflow", "training")}
+    (credentials / "object-store.yml").write_text(yaml.safe_dump(keys))
+    (credentials / "object-store.yml").chmod(0o600)
+    result = render("lab", tree, *args)
+    assert result.returncode == 0, result.stdout[-3000:]
+    tree_docs = load_tree(tree)
+    apps = {doc["metadata"]["name"] for _, doc in documents(tree_docs) if doc["kind"] == "Application"}
+    assert "storage-minio-operator" not in apps and "storage-longhorn" in apps
+    assert not [doc for _, doc in documents(tree_docs) if doc["kind"] in ("Tenant", "Job")]
+    assert yaml.safe_load((credentials / "object-store.yml").read_text()) == keys

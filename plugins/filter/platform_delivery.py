@@ -5,6 +5,7 @@ A layer declares (see docs/delivery.md):
     name: network            # the layer, also its tag
     wave: 20                 # Argo CD sync wave base, in layer order
     namespaces: [{name, pod_security}]
+    bundles:    [{name, manifest}]                   # manifest: a key of bom_manifests (upstream CRDs)
     releases:   [{name, chart, namespace, values}]   # chart: a key of bom_charts
     manifests:  [<Kubernetes object>, ...]           # applied after the releases
     secrets:    [<Secret>, ...]                      # never written to the GitOps tree
@@ -20,8 +21,8 @@ import re
 from collections.abc import Mapping
 
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
-READY_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CustomResourceDefinition")
-LAYER_KEYS = ("name", "wave", "namespaces", "releases", "manifests", "secrets", "ready")
+READY_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CustomResourceDefinition", "Job")
+LAYER_KEYS = ("name", "wave", "namespaces", "bundles", "releases", "manifests", "secrets", "ready")
 RELEASE_KEYS = ("name", "chart", "namespace", "values")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ARGOCD_DESTINATION = "https://kubernetes.default.svc"
@@ -29,7 +30,7 @@ ARGOCD_DESTINATION = "https://kubernetes.default.svc"
 MAX_APP_NAME = 63
 
 
-def declaration_problems(layer, charts):
+def declaration_problems(layer, charts, manifests=None):
     """Problems with a layer's declaration: the installer's own bugs, caught before anything is applied."""
     problems = []
     if not isinstance(layer, Mapping):
@@ -47,6 +48,11 @@ def declaration_problems(layer, charts):
         declared_namespaces.add(ns.get("name"))
         if ns.get("pod_security") not in POD_SECURITY_LEVELS:
             problems.append(f"layer {name}: namespace {ns.get('name')} needs pod_security: one of {', '.join(POD_SECURITY_LEVELS)}")
+    for bundle in layer.get("bundles") or []:
+        if bundle.get("manifest") not in (manifests or {}):
+            problems.append(f"layer {name}: bundle {bundle.get('name')} uses manifest '{bundle.get('manifest')}', which bom_manifests does not pin")
+        elif not re.match(r"^[0-9a-f]{64}$", str(manifests[bundle["manifest"]].get("sha256") or "")):
+            problems.append(f"layer {name}: bom_manifests.{bundle['manifest']} has no sha256, so its download could not be verified")
     for release in layer.get("releases") or []:
         for key in release:
             if key not in RELEASE_KEYS:
@@ -108,8 +114,42 @@ def chart_source(chart, mirror=None):
     return {"repo_url": repository, "chart_ref": name, "version": str(chart["version"]), "oci": False}
 
 
-def _application(name, wave, settings, source, namespace):
-    return {
+def bundle_sources(layer, manifests, mirror=None):
+    """Where direct mode downloads each bundle: [{name, url, file, checksum}].
+
+    Upstream publishes <url>/<version>/<file>; a mirror holds the same file at
+    <mirror>/<manifest key>/<version>/<file>. The checksum is "sha256:<hex>"
+    when the bill of materials records one, else "".
+    """
+    sources = []
+    for bundle in layer.get("bundles") or []:
+        key = bundle["manifest"]
+        entry = manifests[key]
+        base = f"{str(mirror).rstrip('/')}/{key}" if mirror else str(entry["url"]).rstrip("/")
+        sha256 = str(entry.get("sha256") or "")
+        sources.append(
+            {
+                "name": bundle["name"],
+                "url": f"{base}/{entry['version']}/{entry['file']}",
+                "file": f"{key}-{entry['version']}-{entry['file']}",
+                "checksum": f"sha256:{sha256}" if sha256 else "",
+            }
+        )
+    return sources
+
+
+def bundle_git_source(entry, git_mirror=None):
+    """The Git source Argo CD reads a bundle from: upstream, or the mirror holding the same repository."""
+    repo = str(entry["git"])
+    if git_mirror:
+        repo = f"{str(git_mirror).rstrip('/')}/{repo.rstrip('/').rsplit('/', 1)[-1]}"
+    return {"repoURL": repo, "targetRevision": str(entry["version"]), "path": str(entry["path"])}
+
+
+def _application(name, wave, settings, source, namespace, keep=False):
+    """An Argo CD Application. keep: never prune or cascade-delete what it applied (CRDs,
+    whose deletion would delete every object of their kinds)."""
+    app = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
         "metadata": {
@@ -130,6 +170,10 @@ def _application(name, wave, settings, source, namespace):
             },
         },
     }
+    if keep:
+        del app["metadata"]["finalizers"]
+        app["spec"]["syncPolicy"]["automated"]["prune"] = False
+    return app
 
 
 def _git_source(settings, path):
@@ -141,8 +185,8 @@ def _git_source(settings, path):
     }
 
 
-def argocd_applications(layer, charts, settings, mirror=None):
-    """The layer as Argo CD Applications, in sync-wave order: namespaces, each release, then manifests.
+def argocd_applications(layer, charts, settings, mirror=None, manifests=None, git_mirror=None):
+    """The layer as Argo CD Applications, in sync-wave order: namespaces and bundles, each release, then manifests.
 
     settings: {argocd_namespace, argocd_project, repo_url, revision, repo_path}.
     Returns [(file name, Application), ...].
@@ -156,6 +200,9 @@ def argocd_applications(layer, charts, settings, mirror=None):
                 _application(f"{name}-namespaces", wave, settings, _git_source(settings, f"manifests/{name}/namespaces"), "default"),
             )
         )
+    for bundle in layer.get("bundles") or []:
+        source = bundle_git_source(manifests[bundle["manifest"]], git_mirror)
+        apps.append((f"{name}-00-{bundle['name']}.yaml", _application(f"{name}-{bundle['name']}", wave, settings, source, "default", keep=True)))
     for index, release in enumerate(layer.get("releases") or [], start=1):
         chart = charts[release["chart"]]
         where = chart_source(chart, mirror)
@@ -188,9 +235,9 @@ def root_application(settings):
     return app
 
 
-def gitops_files(layer, charts, settings, mirror=None):
+def gitops_files(layer, charts, settings, mirror=None, manifests=None, git_mirror=None):
     """Every file the gitops mode writes for a layer: {relative path: [documents]}."""
-    files = {f"apps/{file}": [app] for file, app in argocd_applications(layer, charts, settings, mirror)}
+    files = {f"apps/{file}": [app] for file, app in argocd_applications(layer, charts, settings, mirror, manifests, git_mirror)}
     if layer.get("namespaces"):
         files[f"manifests/{layer['name']}/namespaces/namespaces.yaml"] = namespace_documents(layer)
     if layer.get("manifests"):
@@ -204,8 +251,11 @@ def ready_checks(layer):
     for item in layer.get("ready") or []:
         kind = item["kind"]
         # kubernetes.core knows when a Deployment, DaemonSet or StatefulSet is ready; a CRD needs its condition.
-        condition = {"type": "Established", "status": "True"} if kind == "CustomResourceDefinition" else None
-        api_version = {"CustomResourceDefinition": "apiextensions.k8s.io/v1"}.get(kind, "apps/v1")
+        condition = {
+            "CustomResourceDefinition": {"type": "Established", "status": "True"},
+            "Job": {"type": "Complete", "status": "True"},
+        }.get(kind)
+        api_version = {"CustomResourceDefinition": "apiextensions.k8s.io/v1", "Job": "batch/v1"}.get(kind, "apps/v1")
         checks.append(
             {
                 "api_version": api_version,
@@ -224,6 +274,7 @@ class FilterModule:
             "platform_declaration_problems": declaration_problems,
             "platform_namespace_documents": namespace_documents,
             "platform_chart_source": chart_source,
+            "platform_bundle_sources": bundle_sources,
             "platform_gitops_files": gitops_files,
             "platform_root_application": root_application,
             "platform_ready_checks": ready_checks,

@@ -49,6 +49,7 @@ PLATFORM_VARS = (
     "network_metallb_pools",
     "network_metallb_bgp_peers",
     "gpu_mig_configs",
+    "platform_mirror_git",
 ) + AIRGAP_MIRRORS
 HOST_VARS = ("ansible_host", "gpu_product", "gpu_sharing", "gpu_mig_config", "gpu_time_slicing_replicas")
 GPU_HOST_VARS = HOST_VARS[1:]
@@ -475,6 +476,16 @@ def check_airgap(platform):
                 problems.append(f"{variable}: {_fmt(value)} must be a registry host[:port][/path] without a scheme, such as registry.example.internal:5000.")
         elif not URL.match(str(value)) and not str(value).startswith("/"):
             problems.append(f"{variable}: {_fmt(value)} is not an http(s)://, oci:// URL or an absolute path on the controller.")
+    if platform.get("platform_delivery") == "gitops":
+        git = platform.get("platform_mirror_git")
+        if not git:
+            problems.append(
+                "platform_mirror_git: not set, but platform_airgap is true and platform_delivery is gitops, so Argo CD could not read "
+                "the upstream manifests (Gateway API CRDs) it applies from Git. Fix: set it to the base URL of your Git mirror, "
+                "which holds each upstream repository under its own name (see inventories/airgap)."
+            )
+        elif not re.match(r"^(https?|ssh)://|^git@", str(git)):
+            problems.append(f"platform_mirror_git: {_fmt(git)} is not an http(s)://, ssh:// or git@ Git URL.")
     return problems
 
 

@@ -12,6 +12,13 @@ CHARTS = {
     "cilium": {"repository": "https://helm.cilium.io", "chart": "cilium", "version": "1.19.4"},
     "kserve": {"repository": "oci://ghcr.io/kserve/charts", "chart": "kserve", "version": "v0.20.0"},
 }
+MANIFESTS = {
+    "gateway_api": {
+        "version": "v1.4.1", "url": "https://github.com/kubernetes-sigs/gateway-api/releases/download", "file": "standard-install.yaml",
+        "sha256": "a" * 64, "git": "https://github.com/kubernetes-sigs/gateway-api.git", "path": "config/crd/standard",
+    },
+    "unhashed": {"version": "v1", "url": "https://example.org", "file": "x.yaml", "sha256": "", "git": "https://example.org/x.git", "path": "."},
+}
 SETTINGS = {"argocd_namespace": "argocd", "argocd_project": "platform", "repo_url": "https://git.example/tree.git", "revision": "main", "repo_path": ""}
 LAYER = {
     "name": "network",
@@ -34,12 +41,14 @@ def test_a_sound_declaration_has_no_problems():
         ({"releases": [{"name": "x", "chart": "nope", "namespace": "n"}]}, "which bom_charts does not pin"),
         ({"manifests": [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}]}, "belongs in secrets"),
         ({"namespaces": [{"name": "n", "pod_security": "open"}]}, "needs pod_security"),
-        ({"ready": [{"kind": "Job", "name": "j"}]}, "cannot wait for kind Job"),
+        ({"ready": [{"kind": "Pod", "name": "p"}]}, "cannot wait for kind Pod"),
+        ({"bundles": [{"name": "crds", "manifest": "nope"}]}, "which bom_manifests does not pin"),
+        ({"bundles": [{"name": "crds", "manifest": "unhashed"}]}, "bom_manifests.unhashed has no sha256"),
         ({"extra": 1}, "unknown key 'extra'"),
     ],
 )
 def test_declaration_mistakes_are_caught(change, expected):
-    problems = pd.declaration_problems(dict(LAYER, **change), CHARTS)
+    problems = pd.declaration_problems(dict(LAYER, **change), CHARTS, MANIFESTS)
     assert any(expected in p for p in problems), problems
 
 
@@ -96,11 +105,40 @@ def test_repo_path_prefixes_git_sources():
     assert pd.root_application(settings)["spec"]["source"]["path"] == "clusters/prod/apps"
 
 
-def test_ready_checks_wait_on_conditions_only_for_crds():
-    checks = pd.ready_checks(LAYER)
+def test_ready_checks_wait_on_conditions_only_for_crds_and_jobs():
+    checks = pd.ready_checks(dict(LAYER, ready=LAYER["ready"] + [{"kind": "Job", "namespace": "minio", "name": "setup"}]))
     assert checks[0]["condition"] is None and checks[0]["api_version"] == "apps/v1"
     assert checks[1]["condition"] == {"type": "Established", "status": "True"}
     assert checks[1]["api_version"] == "apiextensions.k8s.io/v1"
+    assert checks[2]["condition"] == {"type": "Complete", "status": "True"} and checks[2]["api_version"] == "batch/v1"
+
+
+BUNDLED = dict(LAYER, bundles=[{"name": "gateway-api-crds", "manifest": "gateway_api"}])
+
+
+def test_bundles_download_from_upstream_or_the_mirror_with_their_checksum():
+    upstream = pd.bundle_sources(BUNDLED, MANIFESTS)
+    assert upstream == [
+        {
+            "name": "gateway-api-crds",
+            "url": "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.4.1/standard-install.yaml",
+            "file": "gateway_api-v1.4.1-standard-install.yaml",
+            "checksum": "sha256:" + "a" * 64,
+        }
+    ]
+    mirrored = pd.bundle_sources(BUNDLED, MANIFESTS, "https://mirror.example/binaries/")
+    assert mirrored[0]["url"] == "https://mirror.example/binaries/gateway_api/v1.4.1/standard-install.yaml"
+    assert pd.declaration_problems(BUNDLED, CHARTS, MANIFESTS) == []
+
+
+def test_bundles_become_kept_git_applications_in_the_layers_first_wave():
+    apps = dict(pd.argocd_applications(BUNDLED, CHARTS, SETTINGS, None, MANIFESTS))
+    app = apps["network-00-gateway-api-crds.yaml"]
+    assert app["spec"]["source"] == {"repoURL": "https://github.com/kubernetes-sigs/gateway-api.git", "targetRevision": "v1.4.1", "path": "config/crd/standard"}
+    assert app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "20"
+    assert "finalizers" not in app["metadata"] and app["spec"]["syncPolicy"]["automated"]["prune"] is False
+    mirrored = dict(pd.argocd_applications(BUNDLED, CHARTS, SETTINGS, None, MANIFESTS, "https://git.example/mirror/"))
+    assert mirrored["network-00-gateway-api-crds.yaml"]["spec"]["source"]["repoURL"] == "https://git.example/mirror/gateway-api.git"
 
 
 POOLS = [

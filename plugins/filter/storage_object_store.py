@@ -1,0 +1,182 @@
+"""Object storage as the platform's services see it: one user and one policy per
+consuming service, bucket lifecycle rules, and the Secrets that carry each
+service's credentials into its namespace.
+
+The S3 policy documents follow the AWS IAM policy grammar MinIO implements
+(Version 2012-10-17; s3:* actions on arn:aws:s3::: resources). A service gets
+exactly the buckets its entry names, read or readwrite, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+ACCESS = ("read", "readwrite")
+READ_OBJECT = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"]
+WRITE_OBJECT = [
+    "s3:PutObject",
+    "s3:PutObjectTagging",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+]
+READ_BUCKET = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"]
+WRITE_BUCKET = ["s3:ListBucketMultipartUploads"]
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+USER_NAME = re.compile(r"^[a-z][a-z0-9-]{2,31}$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def problems(users, buckets):
+    """What is wrong with the service users and buckets, each naming the variable and the fix."""
+    found = []
+    bucket_names = [b.get("name") if isinstance(b, Mapping) else None for b in buckets or []]
+    for name in bucket_names:
+        if not isinstance(name, str) or not BUCKET_NAME.match(name) or ".." in name:
+            found.append(f"storage_buckets: {name!r} is not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens).")
+    if not isinstance(users, Mapping):
+        return found + ["platform_object_store_users must be a mapping of service name to {namespace, buckets}."]
+    for user, spec in sorted(users.items()):
+        where = f"platform_object_store_users.{user}"
+        if not USER_NAME.match(str(user)):
+            found.append(f"{where}: the name must be 3-32 lower-case letters, digits and hyphens, starting with a letter (it is the access key).")
+        if not isinstance(spec, Mapping):
+            found.append(f"{where}: must be {{namespace, buckets}}.")
+            continue
+        if not DNS1123_LABEL.match(str(spec.get("namespace", ""))):
+            found.append(f"{where}.namespace: {spec.get('namespace')!r} is not a namespace name.")
+        grants = spec.get("buckets")
+        if not isinstance(grants, Mapping) or not grants:
+            found.append(f"{where}.buckets: must map at least one bucket to read or readwrite.")
+            continue
+        for bucket, access in sorted(grants.items()):
+            if bucket not in bucket_names:
+                found.append(f"{where}.buckets: bucket {bucket!r} is not in storage_buckets ({', '.join(map(str, bucket_names))}). Fix: correct the name or add the bucket.")
+            if access not in ACCESS:
+                found.append(f"{where}.buckets.{bucket}: {access!r} is not read or readwrite.")
+    return found
+
+
+def policy(grants):
+    """The S3 policy granting a service its buckets (read or readwrite)."""
+    statements = []
+    for access in ACCESS:
+        names = sorted(b for b, a in grants.items() if a == access)
+        if not names:
+            continue
+        writes = access == "readwrite"
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": READ_BUCKET + (WRITE_BUCKET if writes else []),
+                "Resource": [f"arn:aws:s3:::{b}" for b in names],
+            }
+        )
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": READ_OBJECT + (WRITE_OBJECT if writes else []),
+                "Resource": [f"arn:aws:s3:::{b}/*" for b in names],
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def policies(users):
+    """{policy name: policy document}, one per service; the policy is named after the service."""
+    return {f"platform-{user}": policy(spec["buckets"]) for user, spec in sorted(users.items())}
+
+
+def lifecycle(bucket, scratch_prefix="scratch/", scratch_days=7, noncurrent_days=30):
+    """The bucket's lifecycle: scratch objects expire, and old versions of every object expire
+    (versioning keeps them until then), both as S3 lifecycle rules."""
+    rules = []
+    prefix = bucket.get("scratch_prefix", scratch_prefix)
+    days = int(bucket.get("scratch_expire_days", scratch_days))
+    if prefix and days > 0:
+        rules.append({"ID": "expire-scratch", "Status": "Enabled", "Filter": {"Prefix": prefix}, "Expiration": {"Days": days}})
+    keep = int(bucket.get("noncurrent_expire_days", noncurrent_days))
+    if keep > 0:
+        rules.append({"ID": "expire-noncurrent-versions", "Status": "Enabled", "Filter": {"Prefix": ""}, "NoncurrentVersionExpiration": {"NoncurrentDays": keep}})
+    return {"Rules": rules}
+
+
+def setup_files(users, buckets, scratch_prefix="scratch/", scratch_days=7, noncurrent_days=30):
+    """The files the MinIO setup job reads (a ConfigMap's data): the bucket list, one
+    lifecycle and one policy JSON per bucket and service, and the service-to-policy map."""
+    data = {
+        "buckets": "".join(f"{b['name']} {'on' if b.get('versioning', True) else 'off'}\n" for b in buckets),
+        "users": "".join(f"{user} platform-{user}\n" for user in sorted(users)),
+    }
+    for bucket in buckets:
+        data[f"lifecycle-{bucket['name']}.json"] = json.dumps(lifecycle(bucket, scratch_prefix, scratch_days, noncurrent_days), sort_keys=True)
+    for name, document in policies(users).items():
+        data[f"policy-{name}.json"] = json.dumps(document, sort_keys=True)
+    return data
+
+
+def service_secrets(users, credentials, endpoint, region, name_format="object-store-{user}"):
+    """One Secret per service in its namespace: AWS-style keys the S3 SDKs (boto3, MLflow, Argo,
+    KServe's storage initializer) read, with the endpoint and KServe's S3 annotations."""
+    https = str(endpoint).startswith("https://")
+    host = re.sub(r"^https?://", "", str(endpoint)).rstrip("/")
+    docs = []
+    for user, spec in sorted(users.items()):
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": name_format.format(user=user),
+                    "namespace": spec["namespace"],
+                    "labels": {"app.kubernetes.io/part-of": "ml-platform", "platform.ml/layer": "storage", "platform.ml/object-store-user": user},
+                    "annotations": {
+                        "serving.kserve.io/s3-endpoint": host,
+                        "serving.kserve.io/s3-usehttps": "1" if https else "0",
+                        "serving.kserve.io/s3-region": str(region),
+                        "serving.kserve.io/s3-useanoncredential": "false",
+                    },
+                },
+                "stringData": {
+                    "AWS_ACCESS_KEY_ID": credentials[user]["access_key"],
+                    "AWS_SECRET_ACCESS_KEY": credentials[user]["secret_key"],
+                    "AWS_ENDPOINT_URL": str(endpoint),
+                    "AWS_REGION": str(region),
+                    "MLFLOW_S3_ENDPOINT_URL": str(endpoint),
+                },
+            }
+        )
+    return docs
+
+
+def credential_entries(users, store="minio"):
+    """The fields platform_credentials keeps: with MinIO, the root user and a user per service
+    whose access key is the service's name, all secret keys generated; with an external store,
+    each service's access and secret key, both supplied by the operator."""
+    minio = store == "minio"
+    entries = {user: {"access_key": user if minio else None, "secret_key": None} for user in users}
+    if minio:
+        entries["root"] = {"access_key": "platform-root", "secret_key": None}
+    return entries
+
+
+def secret_keys(credentials, users):
+    """{service: secret key}: the file per service user the setup job reads."""
+    return {user: credentials[user]["secret_key"] for user in sorted(users)}
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "storage_object_store_problems": problems,
+            "storage_object_store_policies": policies,
+            "storage_object_store_lifecycle": lifecycle,
+            "storage_object_store_setup_files": setup_files,
+            "storage_object_store_secrets": service_secrets,
+            "storage_object_store_credential_entries": credential_entries,
+            "storage_object_store_secret_keys": secret_keys,
+        }

@@ -1,0 +1,65 @@
+#!/usr/bin/python
+"""Documentation of the platform_credentials action (plugins/action/platform_credentials.py),
+which runs entirely on the controller."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: platform_credentials
+short_description: Generate and keep the platform's credentials in a 0600 file on the controller
+description:
+  - Reads the YAML file at I(path), generates each wanted field it lacks (40 letters and digits from
+    Python's C(secrets)), writes the file back only when something was generated (directory 0700,
+    file 0600), and returns the entries under C(credentials). Entries already in the file and not
+    asked for are kept.
+  - Refuses a file that group or others can read. Runs in the controller process (an action
+    plugin); in check mode writes nothing. Always use it with C(no_log: true).
+options:
+  path:
+    description: The credentials file.
+    type: path
+    required: true
+  entries:
+    description:
+      - Entry name to its fields. A field whose value is null is a generated secret; any other
+        value is stored as given (for example an access key that is the service's name).
+    type: dict
+    required: true
+  rotate:
+    description: Entries whose generated fields are generated again.
+    type: list
+    elements: str
+    default: []
+  generate:
+    description: Generate missing fields; when false a missing field fails the task and is named.
+    type: bool
+    default: true
+  length:
+    description: Length of generated values.
+    type: int
+    default: 40
+author:
+  - Platform team
+"""
+
+EXAMPLES = r"""
+- name: Credentials of the object store's service users
+  platform_credentials:
+    path: "{{ platform_credentials_dir }}/object-store.yml"
+    entries:
+      mlflow: {access_key: mlflow, secret_key: null}
+  no_log: true
+  register: object_store_credentials
+"""
+
+RETURN = r"""
+credentials:
+  description: Entry name to its fields, as wanted.
+  returned: always
+  type: dict
+generated:
+  description: Entries generated or completed by this run.
+  returned: always
+  type: list
+"""

@@ -1,0 +1,60 @@
+"""Unit tests of the credentials action (plugins/action/platform_credentials.py)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import yaml
+from ansible.errors import AnsibleActionFail
+
+import platform_credentials as creds
+
+WANTED = {"mlflow": {"access_key": "mlflow", "secret_key": None}, "kserve": {"access_key": "kserve", "secret_key": None}}
+
+
+def test_missing_values_are_generated_and_fixed_values_kept():
+    entries, generated, missing = creds.resolve({}, WANTED)
+    assert generated == ["kserve", "mlflow"] and missing == []
+    assert entries["mlflow"]["access_key"] == "mlflow"
+    assert len(entries["mlflow"]["secret_key"]) == 40 and entries["mlflow"]["secret_key"].isalnum()
+    assert entries["mlflow"]["secret_key"] != entries["kserve"]["secret_key"]
+
+
+def test_existing_values_are_returned_unchanged():
+    existing, _, _ = creds.resolve({}, WANTED)
+    again, generated, _ = creds.resolve(existing, WANTED)
+    assert again == existing and generated == []
+
+
+def test_rotation_regenerates_only_the_named_entry():
+    existing, _, _ = creds.resolve({}, WANTED)
+    rotated, generated, _ = creds.resolve(existing, WANTED, rotate=["kserve"])
+    assert generated == ["kserve"]
+    assert rotated["mlflow"] == existing["mlflow"]
+    assert rotated["kserve"]["secret_key"] != existing["kserve"]["secret_key"]
+
+
+def test_without_generation_missing_fields_are_named():
+    _, _, missing = creds.resolve({"mlflow": {"secret_key": "x" * 40}}, WANTED, generate_missing=False)
+    assert missing == ["kserve.secret_key"]
+
+
+def test_the_file_is_private_and_round_trips(tmp_path):
+    path = tmp_path / "credentials" / "object-store.yml"
+    entries, _, _ = creds.resolve({}, WANTED)
+    creds.write(str(path), entries)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert creds.load(str(path)) == entries
+    assert path.read_text().startswith(creds.HEADER)
+    assert yaml.safe_load(path.read_text()) == entries
+
+
+def test_a_file_others_can_read_is_refused(tmp_path):
+    path = tmp_path / "object-store.yml"
+    path.write_text("mlflow: {secret_key: x}\n")
+    path.chmod(0o644)
+    with pytest.raises(AnsibleActionFail, match="chmod 600"):
+        creds.load(str(path))

@@ -1,0 +1,92 @@
+"""Unit tests of the object-store filters (plugins/filter/storage_object_store.py)."""
+
+from __future__ import annotations
+
+import json
+
+import storage_object_store as store
+
+BUCKETS = [{"name": n, "versioning": True} for n in ("kserve-models", "mlflow-artifacts", "training-datasets")]
+USERS = {
+    "mlflow": {"namespace": "ml-tracking", "buckets": {"mlflow-artifacts": "readwrite"}},
+    "kserve": {"namespace": "ml-serving", "buckets": {"kserve-models": "read", "mlflow-artifacts": "read"}},
+}
+
+
+def test_a_read_only_service_gets_no_write_action():
+    doc = store.policy(USERS["kserve"]["buckets"])
+    actions = [a for statement in doc["Statement"] for a in statement["Action"]]
+    assert "s3:GetObject" in actions and "s3:ListBucket" in actions
+    assert not [a for a in actions if a.startswith(("s3:Put", "s3:Delete", "s3:Abort"))]
+    resources = [r for statement in doc["Statement"] for r in statement["Resource"]]
+    assert sorted(resources) == ["arn:aws:s3:::kserve-models", "arn:aws:s3:::kserve-models/*", "arn:aws:s3:::mlflow-artifacts", "arn:aws:s3:::mlflow-artifacts/*"]
+
+
+def test_readwrite_is_limited_to_the_named_buckets():
+    doc = store.policies(USERS)["platform-mlflow"]
+    assert doc["Version"] == "2012-10-17"
+    resources = {r for statement in doc["Statement"] for r in statement["Resource"]}
+    assert resources == {"arn:aws:s3:::mlflow-artifacts", "arn:aws:s3:::mlflow-artifacts/*"}
+    actions = {a for statement in doc["Statement"] for a in statement["Action"]}
+    assert {"s3:PutObject", "s3:DeleteObject", "s3:ListBucketMultipartUploads"} <= actions
+    assert not [a for a in actions if a.startswith("s3:*") or a.startswith("admin:")]
+
+
+def test_mixed_access_gives_separate_statements():
+    doc = store.policy({"a-bucket": "read", "b-bucket": "readwrite"})
+    by_resource = {tuple(s["Resource"]): s["Action"] for s in doc["Statement"]}
+    assert "s3:PutObject" not in by_resource[("arn:aws:s3:::a-bucket/*",)]
+    assert "s3:PutObject" in by_resource[("arn:aws:s3:::b-bucket/*",)]
+
+
+def test_lifecycle_expires_scratch_and_old_versions():
+    rules = store.lifecycle({"name": "training-datasets"}, "scratch/", 7, 30)["Rules"]
+    assert rules[0] == {"ID": "expire-scratch", "Status": "Enabled", "Filter": {"Prefix": "scratch/"}, "Expiration": {"Days": 7}}
+    assert rules[1]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert store.lifecycle({"name": "b", "scratch_expire_days": 0, "noncurrent_expire_days": 0}) == {"Rules": []}
+
+
+def test_setup_files_list_every_bucket_and_user():
+    files = store.setup_files(USERS, BUCKETS)
+    assert files["buckets"] == "kserve-models on\nmlflow-artifacts on\ntraining-datasets on\n"
+    assert files["users"] == "kserve platform-kserve\nmlflow platform-mlflow\n"
+    assert json.loads(files["policy-platform-kserve.json"]) == store.policy(USERS["kserve"]["buckets"])
+    assert set(files) == {"buckets", "users", "policy-platform-kserve.json", "policy-platform-mlflow.json"} | {f"lifecycle-{b['name']}.json" for b in BUCKETS}
+
+
+def test_problems_name_the_variable_and_the_fix():
+    users = {
+        "mlflow": {"namespace": "ml-tracking", "buckets": {"mlflow-artifact": "readwrite"}},
+        "Kserve": {"namespace": "ml_serving", "buckets": {"kserve-models": "write"}},
+        "argo": {"namespace": "ml-training", "buckets": {}},
+    }
+    found = store.problems(users, BUCKETS + [{"name": "Bad_Bucket"}])
+    assert any("storage_buckets: 'Bad_Bucket'" in p for p in found)
+    assert any("platform_object_store_users.mlflow.buckets: bucket 'mlflow-artifact' is not in storage_buckets" in p for p in found)
+    assert any("platform_object_store_users.Kserve: the name must be" in p for p in found)
+    assert any("platform_object_store_users.Kserve.namespace: 'ml_serving'" in p for p in found)
+    assert any("platform_object_store_users.Kserve.buckets.kserve-models: 'write' is not read or readwrite" in p for p in found)
+    assert any("platform_object_store_users.argo.buckets: must map at least one bucket" in p for p in found)
+    assert store.problems(USERS, BUCKETS) == []
+
+
+def test_credential_entries_generate_only_for_minio():
+    minio = store.credential_entries(USERS, "minio")
+    assert minio["mlflow"] == {"access_key": "mlflow", "secret_key": None}
+    assert minio["root"] == {"access_key": "platform-root", "secret_key": None}
+    external = store.credential_entries(USERS, "external")
+    assert external == {"mlflow": {"access_key": None, "secret_key": None}, "kserve": {"access_key": None, "secret_key": None}}
+
+
+def test_each_service_secret_lands_in_its_namespace_with_kserve_annotations():
+    credentials = {u: {"access_key": u, "secret_key": f"{u}-secret"} for u in USERS}
+    secrets = store.service_secrets(USERS, credentials, "http://minio.minio.svc.cluster.local", "us-east-1")
+    by_name = {s["metadata"]["name"]: s for s in secrets}
+    assert set(by_name) == {"object-store-mlflow", "object-store-kserve"}
+    kserve = by_name["object-store-kserve"]
+    assert kserve["metadata"]["namespace"] == "ml-serving"
+    assert kserve["stringData"]["AWS_ACCESS_KEY_ID"] == "kserve"
+    assert kserve["stringData"]["AWS_SECRET_ACCESS_KEY"] == "kserve-secret"
+    assert kserve["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == "minio.minio.svc.cluster.local"
+    assert kserve["metadata"]["annotations"]["serving.kserve.io/s3-usehttps"] == "0"
+    assert store.secret_keys(credentials, USERS) == {"kserve": "kserve-secret", "mlflow": "mlflow-secret"}
