@@ -258,7 +258,8 @@ def test_an_external_object_store_needs_its_endpoint_and_keys(tmp_path):
     args = ("-e", "platform_object_store=external")
     result = render("lab", tree, *args)
     assert result.returncode != 0
-    assert "set platform_object_store_endpoint" in result.stdout
+    # Preflight refuses it before any layer runs.
+    assert "platform_object_store_endpoint: not set, but platform_object_store is external" in result.stdout
     args += ("-e", "platform_object_store_endpoint=https://s3.example.internal")
     result = render("lab", tree, *args)
     assert result.returncode != 0

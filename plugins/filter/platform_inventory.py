@@ -29,6 +29,8 @@ METALLB_POOL_KEYS = ("name", "addresses", "mode", "auto_assign")
 BGP_PEER_KEYS = ("name", "peer_address", "peer_asn", "my_asn", "peer_port", "hold_time", "password_secret")
 AIRGAP_MIRRORS = ("platform_mirror_binaries", "platform_mirror_images", "platform_mirror_charts")
 MAX_ETCD_MEMBERS = 7
+BLOCK_STORAGE = ("longhorn", "openebs")
+OBJECT_STORES = ("minio", "external")
 # Cilium's cluster-pool IPAM (and kube-controller-manager) hand each node a /24.
 NODE_POD_PREFIX = 24
 # kube-apiserver refuses a service range with more than 2^20 addresses.
@@ -50,6 +52,13 @@ PLATFORM_VARS = (
     "network_metallb_bgp_peers",
     "gpu_mig_configs",
     "platform_mirror_git",
+    "platform_object_store",
+    "platform_object_store_endpoint",
+    "storage_block",
+    "storage_longhorn_replicas",
+    "storage_minio_servers",
+    "storage_minio_volumes_per_server",
+    "storage_minio_volume_size",
 ) + AIRGAP_MIRRORS
 HOST_VARS = ("ansible_host", "gpu_product", "gpu_sharing", "gpu_mig_config", "gpu_time_slicing_replicas")
 GPU_HOST_VARS = HOST_VARS[1:]
@@ -522,6 +531,55 @@ def check_bom(distribution, bom):
     return problems
 
 
+def check_storage(platform, node_count):
+    """Layer 3's choices: block and object storage, and a MinIO tenant the nodes can hold.
+
+    Only variables the inventory sets are checked; the role defaults are sound.
+    """
+    problems = []
+    block = platform.get("storage_block", "longhorn")
+    if block not in BLOCK_STORAGE:
+        problems.append(f"storage_block: {_fmt(block)} is not one of {', '.join(BLOCK_STORAGE)}{_closest(str(block), BLOCK_STORAGE)}.")
+    store = platform.get("platform_object_store", "minio")
+    if store not in OBJECT_STORES:
+        problems.append(f"platform_object_store: {_fmt(store)} is not one of {', '.join(OBJECT_STORES)}{_closest(str(store), OBJECT_STORES)}.")
+    endpoint = platform.get("platform_object_store_endpoint") or ""
+    if store == "external" and not endpoint:
+        problems.append(
+            "platform_object_store_endpoint: not set, but platform_object_store is external. "
+            "Fix: set it to your S3 service's URL, such as https://s3.example.internal."
+        )
+    elif endpoint and not re.match(r"^https?://[^\s/]+/?$", str(endpoint)):
+        problems.append(f"platform_object_store_endpoint: {_fmt(endpoint)} must be an http(s):// URL with no path, such as https://s3.example.internal.")
+    replicas = platform.get("storage_longhorn_replicas", 0)
+    if block == "longhorn" and isinstance(replicas, int) and replicas > max(node_count, 1):
+        problems.append(
+            f"storage_longhorn_replicas: {replicas} replicas, but the cluster has {node_count} node(s), so volumes could never be healthy. "
+            f"Fix: set at most {node_count}, or 0 to derive it."
+        )
+    if store != "minio":
+        return problems
+    servers = platform.get("storage_minio_servers", 0)
+    volumes = platform.get("storage_minio_volumes_per_server", 0)
+    for variable, value in (("storage_minio_servers", servers), ("storage_minio_volumes_per_server", volumes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append(f"{variable}: {_fmt(value)} must be a whole number (0 derives it from the inventory).")
+    if isinstance(servers, int) and servers > max(node_count, 1):
+        problems.append(
+            f"storage_minio_servers: {servers} servers, but the cluster has {node_count} node(s) and each server needs its own. "
+            f"Fix: set at most {node_count}, or 0 to derive it."
+        )
+    if isinstance(servers, int) and isinstance(volumes, int) and servers > 1 and volumes > 0 and servers * volumes < 4:
+        problems.append(
+            f"storage_minio_volumes_per_server: {servers} servers with {volumes} drive(s) each is {servers * volumes} drives; "
+            "erasure coding across servers needs at least 4. Fix: raise the drives per server, or set 0 to derive it."
+        )
+    size = platform.get("storage_minio_volume_size")
+    if size is not None and not re.match(r"^[1-9][0-9]*(Mi|Gi|Ti|Pi)$", str(size)):
+        problems.append(f"storage_minio_volume_size: {_fmt(size)} is not a size such as 500Gi or 2Ti.")
+    return problems
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -573,6 +631,7 @@ def inventory_problems(hosts_vars, groups, controller=None, extra_groups=(), bom
     problems += check_metallb(platform, node_addresses, networks)
     problems += check_gpus({h: hosts_vars[h] for h in all_hosts}, groups, platform)
     problems += check_airgap(platform)
+    problems += check_storage(platform, len(cluster_hosts))
     problems += check_bom(distribution, bom)
     return problems
 

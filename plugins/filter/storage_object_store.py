@@ -36,7 +36,7 @@ def problems(users, buckets):
     bucket_names = [b.get("name") if isinstance(b, Mapping) else None for b in buckets or []]
     for name in bucket_names:
         if not isinstance(name, str) or not BUCKET_NAME.match(name) or ".." in name:
-            found.append(f"storage_buckets: {name!r} is not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens).")
+            found.append(f"platform_buckets: {name!r} is not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens).")
     if not isinstance(users, Mapping):
         return found + ["platform_object_store_users must be a mapping of service name to {namespace, buckets}."]
     for user, spec in sorted(users.items()):
@@ -54,7 +54,7 @@ def problems(users, buckets):
             continue
         for bucket, access in sorted(grants.items()):
             if bucket not in bucket_names:
-                found.append(f"{where}.buckets: bucket {bucket!r} is not in storage_buckets ({', '.join(map(str, bucket_names))}). Fix: correct the name or add the bucket.")
+                found.append(f"{where}.buckets: bucket {bucket!r} is not one of platform_buckets ({', '.join(map(str, bucket_names))}). Fix: correct the name or add the bucket.")
             if access not in ACCESS:
                 found.append(f"{where}.buckets.{bucket}: {access!r} is not read or readwrite.")
     return found

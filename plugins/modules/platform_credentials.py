@@ -14,7 +14,7 @@ description:
     file 0600), and returns the entries under C(credentials). Entries already in the file and not
     asked for are kept.
   - Refuses a file that group or others can read. Runs in the controller process (an action
-    plugin); in check mode writes nothing. Always use it with C(no_log: true).
+    plugin); in check mode writes nothing. Always use it with C(no_log=true).
 options:
   path:
     description: The credentials file.

@@ -61,8 +61,8 @@ def test_problems_name_the_variable_and_the_fix():
         "argo": {"namespace": "ml-training", "buckets": {}},
     }
     found = store.problems(users, BUCKETS + [{"name": "Bad_Bucket"}])
-    assert any("storage_buckets: 'Bad_Bucket'" in p for p in found)
-    assert any("platform_object_store_users.mlflow.buckets: bucket 'mlflow-artifact' is not in storage_buckets" in p for p in found)
+    assert any("platform_buckets: 'Bad_Bucket'" in p for p in found)
+    assert any("platform_object_store_users.mlflow.buckets: bucket 'mlflow-artifact' is not one of platform_buckets" in p for p in found)
     assert any("platform_object_store_users.Kserve: the name must be" in p for p in found)
     assert any("platform_object_store_users.Kserve.namespace: 'ml_serving'" in p for p in found)
     assert any("platform_object_store_users.Kserve.buckets.kserve-models: 'write' is not read or readwrite" in p for p in found)
