@@ -61,6 +61,8 @@ def test_lab_k3s_leaves_networking_to_layer_2(tmp_path):
     assert config["disable"] == ["traefik", "servicelb", "local-storage"]
     assert (config["cluster-cidr"], config["service-cidr"]) == ("10.42.0.0/16", "10.43.0.0/16")
     assert config["token-file"] == "/etc/rancher/k3s/cluster-token" and "token" not in config
+    # The lab is the machine the playbook runs on: its API answers on loopback.
+    assert config["tls-san"] == ["127.0.0.1"]
     # One server: no embedded etcd, nothing to join, no virtual IP.
     assert "cluster-init" not in config and "server" not in config
     assert not (out / "lab" / "kube-vip.yaml").exists()

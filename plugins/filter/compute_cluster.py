@@ -45,6 +45,30 @@ def join_credentials(join_command, upload_certs_output=""):
     return {"token": token.group(1), "ca_hash": ca_hash.group(1), "certificate_key": key}
 
 
+def registry_hosts(mirrors):
+    """containerd's hosts.toml per mirrored registry: {path: {content}} for platform_files.
+
+    mirrors: {upstream registry: mirror URL}. Pulls and resolves go to the mirror; the
+    upstream server stays the fallback containerd names (Docker Hub's is registry-1.docker.io).
+    """
+    files = {}
+    for registry, mirror in sorted((mirrors or {}).items()):
+        upstream = "registry-1.docker.io" if registry == "docker.io" else registry
+        files[f"/etc/containerd/certs.d/{registry}/hosts.toml"] = {
+            "content": (
+                "# Written by the ml-platform installer (compute role).\n"
+                f'server = "https://{upstream}"\n\n'
+                f'[host."{mirror}"]\n'
+                '  capabilities = ["pull", "resolve"]\n'
+            )
+        }
+    return files
+
+
 class FilterModule:
     def filters(self):
-        return {"compute_kubeconfig_for": kubeconfig_for, "compute_join_credentials": join_credentials}
+        return {
+            "compute_kubeconfig_for": kubeconfig_for,
+            "compute_join_credentials": join_credentials,
+            "compute_registry_hosts": registry_hosts,
+        }

@@ -44,6 +44,7 @@ PLATFORM_VARS = (
     "compute_service_cidr",
     "compute_node_cidr",
     "compute_control_plane_endpoint",
+    "compute_kube_vip",
     "platform_delivery",
     "platform_gitops_dir",
     "platform_kubeconfig",
@@ -217,6 +218,13 @@ def check_control_plane(distribution, groups, platform):
         problems.append(
             f"compute_control_plane_endpoint: not set, but kubeadm with {count} control planes needs one stable API address. "
             "Fix: set it to a free virtual IP on the nodes' subnet (kube-vip serves it) or to your load balancer's address."
+        )
+    endpoint = str(platform.get("compute_control_plane_endpoint") or "")
+    host = endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
+    if endpoint and platform.get("compute_kube_vip", True) is not False and _address(host) is None and distribution in ("kubeadm", "k3s"):
+        problems.append(
+            f"compute_control_plane_endpoint: {_fmt(endpoint)} is a name, and kube-vip (compute_kube_vip) can only announce an address. "
+            "Fix: use a free address on the nodes' subnet, or set compute_kube_vip: false and point the name at your load balancer."
         )
     if distribution in ("kubeadm", "k3s") and not groups.get("workers") and count == 0:
         problems.append(f"group workers: empty and there is no control plane either; compute_distribution {distribution} has no host to install.")

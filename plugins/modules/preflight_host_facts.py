@@ -88,6 +88,14 @@ kubernetes_node_configured:
   description: Whether the host already is a kubeadm or k3s node (its own services then hold the cluster ports).
   returned: always
   type: bool
+architecture:
+  description: The machine's architecture as the kernel reports it (x86_64, aarch64).
+  returned: always
+  type: str
+ufw_active:
+  description: Whether ufw is installed and enabled.
+  returned: always
+  type: bool
 """
 
 import ctypes
@@ -264,6 +272,13 @@ def hostname_facts():
     return {"name": name, "resolves": bool(addresses), "addresses": addresses}
 
 
+def ufw_active(root="/"):
+    """ufw is installed and enabled (its own switch in /etc/ufw/ufw.conf)."""
+    if not os.path.exists(os.path.join(root, "usr/sbin/ufw")):
+        return False
+    return any(line.strip() == "ENABLED=yes" for line in _read(os.path.join(root, "etc/ufw/ufw.conf")).splitlines())
+
+
 def collect(kernel_modules, ports, root="/"):
     ports = [int(p) for p in ports]
     owners = socket_owners(root)
@@ -277,6 +292,7 @@ def collect(kernel_modules, ports, root="/"):
     return {
         "os": parse_os_release(_read(os.path.join(root, "etc/os-release"))),
         "kernel": platform.release(),
+        "architecture": platform.machine(),
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0),
         "memory_mb": parse_meminfo_mb(_read(os.path.join(root, "proc/meminfo"))),
         "swap": parse_swaps(_read(os.path.join(root, "proc/swaps"))),
@@ -289,6 +305,7 @@ def collect(kernel_modules, ports, root="/"):
         "nouveau_loaded": nouveau,
         "secure_boot": secure_boot_enabled(root),
         "kubernetes_node_configured": any(os.path.exists(os.path.join(root, marker)) for marker in NODE_MARKERS),
+        "ufw_active": ufw_active(root),
     }
 
 

@@ -48,3 +48,12 @@ def test_join_credentials_are_read_from_kubeadms_output():
 def test_output_without_a_join_command_fails_loudly():
     with pytest.raises(ValueError, match="no join command"):
         cc.join_credentials("error: could not connect")
+
+
+def test_registry_hosts_send_pulls_to_the_mirror():
+    files = cc.registry_hosts({"docker.io": "https://registry.example.internal:5000", "ghcr.io": "https://registry.example.internal:5000"})
+    docker = files["/etc/containerd/certs.d/docker.io/hosts.toml"]["content"]
+    assert 'server = "https://registry-1.docker.io"' in docker
+    assert '[host."https://registry.example.internal:5000"]\n  capabilities = ["pull", "resolve"]' in docker
+    assert 'server = "https://ghcr.io"' in files["/etc/containerd/certs.d/ghcr.io/hosts.toml"]["content"]
+    assert cc.registry_hosts({}) == {}

@@ -164,3 +164,16 @@ def test_collect_on_this_machine_returns_every_fact():
     collected = facts_module.collect(["overlay"], [1])
     assert set(GOOD_FACTS) <= set(collected)
     assert collected["cpus"] >= 1 and collected["memory_mb"] > 0
+
+
+def test_ufw_counts_as_active_only_when_installed_and_enabled(tmp_path):
+    import preflight_host_facts as facts
+
+    assert facts.ufw_active(str(tmp_path)) is False
+    (tmp_path / "usr" / "sbin").mkdir(parents=True)
+    (tmp_path / "usr" / "sbin" / "ufw").write_text("")
+    (tmp_path / "etc" / "ufw").mkdir(parents=True)
+    (tmp_path / "etc" / "ufw" / "ufw.conf").write_text("# comment\nENABLED=no\n")
+    assert facts.ufw_active(str(tmp_path)) is False
+    (tmp_path / "etc" / "ufw" / "ufw.conf").write_text("ENABLED=yes\nLOGLEVEL=low\n")
+    assert facts.ufw_active(str(tmp_path)) is True

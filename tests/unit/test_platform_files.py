@@ -1,0 +1,41 @@
+"""Unit tests of the many-files module (plugins/modules/platform_files.py)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+import platform_files as pf
+
+
+def test_files_directories_and_links_converge_then_stay(tmp_path):
+    files = {
+        str(tmp_path / "etc" / "a.conf"): {"content": "one\n", "mode": "0600"},
+        str(tmp_path / "opt" / "bin"): {"state": "directory", "mode": "0755"},
+        str(tmp_path / "bin" / "ctr"): {"state": "link", "src": "/opt/containerd/1/bin/ctr"},
+    }
+    actions = pf.plan(files)
+    assert [a for _, a, _ in actions] == ["link", "write", "mkdir"]
+    pf.apply(actions)
+    assert (tmp_path / "etc" / "a.conf").read_text() == "one\n"
+    assert stat.S_IMODE(os.stat(tmp_path / "etc" / "a.conf").st_mode) == 0o600
+    assert os.readlink(tmp_path / "bin" / "ctr") == "/opt/containerd/1/bin/ctr"
+    assert pf.plan(files) == []
+
+
+def test_only_what_differs_is_changed(tmp_path):
+    path = str(tmp_path / "a.conf")
+    pf.apply(pf.plan({path: {"content": "one\n"}}))
+    os.chmod(path, 0o666)
+    assert [a for _, a, _ in pf.plan({path: {"content": "one\n"}})] == ["chmod"]
+    assert [a for _, a, _ in pf.plan({path: {"content": "two\n"}})] == ["write"]
+    link = str(tmp_path / "l")
+    os.symlink("/old", link)
+    assert [a for _, a, _ in pf.plan({link: {"state": "link", "src": "/new"}})] == ["link"]
+
+
+def test_relative_paths_are_refused():
+    with pytest.raises(ValueError, match="absolute"):
+        pf.plan({"etc/a.conf": {"content": ""}})
