@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Prepare this machine to run the molecule podman scenarios, from nothing:
-# podman with the runc runtime, debootstrap, and the offline-built Debian 12
-# systemd image (scripts/build-test-image.sh). Idempotent and quiet once done.
+# Prepare this machine to run the molecule podman scenarios and the alert
+# tests, from nothing: podman with the runc runtime, debootstrap, promtool, and
+# the offline-built Debian 12 systemd image (scripts/build-test-image.sh).
+# Idempotent and quiet once done.
 set -euo pipefail
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -19,6 +20,17 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# promtool, which the alert tests use, from Debian's prometheus package:
+# extracted, not installed, so no Prometheus server is set up on this machine.
+if ! /usr/local/bin/promtool --version >/dev/null 2>&1; then
+  echo "setup-test-host: extracting promtool from Debian's prometheus package"
+  work=$(mktemp -d)
+  chmod 0755 "$work"  # apt fetches as the _apt user
+  (cd "$work" && apt-get download -qq prometheus >/dev/null && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool)
+  install -m 0755 "$work/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$work"
 fi
 
 # containers.conf: runc (crun fails on this kernel's cgroup layout), and no

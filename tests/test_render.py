@@ -16,7 +16,7 @@ from k8s_schemas import CRD_DIR, load_tree, validate
 
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
-LAYER_TAGS = "preflight_inventory,network,storage"
+LAYER_TAGS = "preflight_inventory,network,storage,observability"
 INVENTORIES = ["lab", "production", "airgap"]
 REPO = "https://git.example.internal/platform/tree.git"
 
@@ -114,6 +114,7 @@ def test_sync_waves_follow_layer_order(rendered):
     assert waves["ml-platform"] == 0
     assert waves["network-namespaces"] == waves["network-gateway-api-crds"] < waves["network-cilium"] < waves["network-metallb"] < waves["network-manifests"]
     assert waves["network-manifests"] < waves["storage-namespaces"] < waves["storage-longhorn"] < waves["storage-minio-operator"] < waves["storage-manifests"]
+    assert waves["storage-manifests"] < waves["observability-namespaces"] < waves["observability-kube-prometheus-stack"] < waves["observability-manifests"]
 
 
 def test_every_namespace_has_pod_security_labels(rendered):
@@ -129,9 +130,11 @@ def test_every_namespace_has_pod_security_labels(rendered):
 def test_no_secret_or_credential_is_written(rendered):
     _, tree, tree_docs = rendered
     assert not [doc for _, doc in documents(tree_docs) if doc["kind"] == "Secret"]
-    generated = yaml.safe_load((tree.parent / f"{tree.name}-credentials" / "object-store.yml").read_text())
+    credentials = tree.parent / f"{tree.name}-credentials"
+    generated = yaml.safe_load((credentials / "object-store.yml").read_text())
     secrets = [fields["secret_key"] for fields in generated.values()]
-    assert len(secrets) == 5 and all(len(s) == 40 for s in secrets)
+    secrets.append(yaml.safe_load((credentials / "observability.yml").read_text())["grafana"]["password"])
+    assert len(secrets) == 6 and all(len(s) == 40 for s in secrets)
     for path in tree.rglob("*"):
         if path.is_file():
             text = path.read_text()
@@ -276,3 +279,41 @@ def test_an_external_object_store_needs_its_endpoint_and_keys(tmp_path):
     assert "storage-minio-operator" not in apps and "storage-longhorn" in apps
     assert not [doc for _, doc in documents(tree_docs) if doc["kind"] in ("Tenant", "Job")]
     assert yaml.safe_load((credentials / "object-store.yml").read_text()) == keys
+
+
+def test_grafana_links_metrics_traces_and_logs(rendered):
+    _, _, tree_docs = rendered
+    apps = {doc["metadata"]["name"]: doc for _, doc in documents(tree_docs) if doc["kind"] == "Application"}
+    values = apps["observability-kube-prometheus-stack"]["spec"]["source"]["helm"]["valuesObject"]
+    grafana = values["grafana"]
+    # Admin credentials come from a generated Secret, never the chart's default.
+    assert grafana["admin"] == {"existingSecret": "grafana-admin", "userKey": "admin-user", "passwordKey": "admin-password"}
+    assert "adminPassword" not in grafana
+    assert grafana["sidecar"]["datasources"]["exemplarTraceIdDestinations"]["datasourceUid"] == "tempo"
+    sources = {d["uid"]: d for d in grafana["additionalDataSources"]}
+    assert sources["tempo"]["jsonData"]["tracesToLogsV2"]["datasourceUid"] == "loki"
+    assert sources["loki"]["jsonData"]["derivedFields"][0]["datasourceUid"] == "tempo"
+    assert sources["loki"]["url"] == "http://loki.monitoring.svc.cluster.local:3100"
+    spec = values["prometheus"]["prometheusSpec"]
+    assert spec["retention"] == "15d" and spec["enableFeatures"] == ["exemplar-storage"]
+    assert all(spec[k] is False for k in ("serviceMonitorSelectorNilUsesHelmValues", "podMonitorSelectorNilUsesHelmValues", "ruleSelectorNilUsesHelmValues"))
+    # Cilium replaces kube-proxy, so there is none to scrape.
+    assert values["kubeProxy"] == {"enabled": False}
+    loki = apps["observability-loki"]["spec"]["source"]["helm"]["valuesObject"]
+    assert loki["deploymentMode"] == "SingleBinary" and loki["singleBinary"]["replicas"] == 1
+    assert all(loki[part]["replicas"] == 0 for part in ("read", "write", "backend"))
+    alloy = apps["observability-alloy"]["spec"]["source"]["helm"]["valuesObject"]
+    assert "{{" not in alloy["alloy"]["configMap"]["content"]
+    assert "http://loki.monitoring.svc.cluster.local:3100/loki/api/v1/push" in alloy["alloy"]["configMap"]["content"]
+
+
+def test_the_layers_before_observability_are_monitored(rendered):
+    _, _, tree_docs = rendered
+    monitors = {(doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"]) for _, doc in documents(tree_docs) if doc["kind"] in ("PodMonitor", "ServiceMonitor")}
+    assert monitors == {
+        ("PodMonitor", "kube-system", "cilium-agent"), ("PodMonitor", "kube-system", "cilium-operator"),
+        ("PodMonitor", "metallb-system", "metallb"), ("ServiceMonitor", "longhorn-system", "longhorn"),
+        ("PodMonitor", "minio", "minio"),
+    }
+    tenant = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "Tenant")
+    assert {"name": "MINIO_PROMETHEUS_AUTH_TYPE", "value": "public"} in tenant["spec"]["env"]

@@ -28,6 +28,9 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ARGOCD_DESTINATION = "https://kubernetes.default.svc"
 # Argo CD Applications are named <layer>-<part>; both must stay within a DNS label.
 MAX_APP_NAME = 63
+# Layers are 10 sync waves apart: namespaces and bundles at the layer's wave,
+# release n at wave + n, manifests at wave + 9.
+MAX_RELEASES = 8
 
 
 def declaration_problems(layer, charts, manifests=None):
@@ -48,6 +51,8 @@ def declaration_problems(layer, charts, manifests=None):
         declared_namespaces.add(ns.get("name"))
         if ns.get("pod_security") not in POD_SECURITY_LEVELS:
             problems.append(f"layer {name}: namespace {ns.get('name')} needs pod_security: one of {', '.join(POD_SECURITY_LEVELS)}")
+    if len(layer.get("releases") or []) > MAX_RELEASES:
+        problems.append(f"layer {name}: more than {MAX_RELEASES} releases; their sync waves would run into the next layer's")
     for bundle in layer.get("bundles") or []:
         if bundle.get("manifest") not in (manifests or {}):
             problems.append(f"layer {name}: bundle {bundle.get('name')} uses manifest '{bundle.get('manifest')}', which bom_manifests does not pin")

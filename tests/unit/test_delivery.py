@@ -43,6 +43,7 @@ def test_a_sound_declaration_has_no_problems():
         ({"namespaces": [{"name": "n", "pod_security": "open"}]}, "needs pod_security"),
         ({"ready": [{"kind": "Pod", "name": "p"}]}, "cannot wait for kind Pod"),
         ({"bundles": [{"name": "crds", "manifest": "nope"}]}, "which bom_manifests does not pin"),
+        ({"releases": [{"name": f"r{i}", "chart": "cilium", "namespace": "n"} for i in range(9)]}, "more than 8 releases"),
         ({"bundles": [{"name": "crds", "manifest": "unhashed"}]}, "bom_manifests.unhashed has no sha256"),
         ({"extra": 1}, "unknown key 'extra'"),
     ],
