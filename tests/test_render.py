@@ -317,3 +317,20 @@ def test_the_layers_before_observability_are_monitored(rendered):
     }
     tenant = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "Tenant")
     assert {"name": "MINIO_PROMETHEUS_AUTH_TYPE", "value": "public"} in tenant["spec"]["env"]
+
+
+def test_uis_are_reached_through_the_gateway_over_https_only(rendered):
+    _, _, tree_docs = rendered
+    routes = {(doc["metadata"]["namespace"], doc["metadata"]["name"]): doc for _, doc in documents(tree_docs) if doc["kind"] == "HTTPRoute"}
+    redirect = routes[("platform-gateway", "https-redirect")]["spec"]
+    assert redirect["parentRefs"] == [{"name": "platform", "sectionName": "http"}]
+    assert redirect["rules"] == [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}]
+    grafana = routes[("monitoring", "grafana")]["spec"]
+    assert grafana["parentRefs"] == [{"name": "platform", "namespace": "platform-gateway", "sectionName": "https"}]
+    assert grafana["hostnames"] == ["grafana.ml-platform.internal"]
+    # Prometheus and Alertmanager have no login of their own: they are not routed.
+    assert set(routes) == {("platform-gateway", "https-redirect"), ("monitoring", "grafana")}
+    apps = {doc["metadata"]["name"]: doc for _, doc in documents(tree_docs) if doc["kind"] == "Application"}
+    ini = apps["observability-kube-prometheus-stack"]["spec"]["source"]["helm"]["valuesObject"]["grafana"]["grafana.ini"]
+    assert ini["server"]["root_url"] == "https://grafana.ml-platform.internal"
+    assert ini["auth.anonymous"]["enabled"] is False
