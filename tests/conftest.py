@@ -29,6 +29,19 @@ def run(args, cwd=ROOT, timeout=600, env=None):
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
 
 
+def render_gitops(inventory, tree, tags, *extra):
+    """Render layers of an inventory in gitops mode into tree, touching no host and no cluster;
+    generated credentials go beside the tree."""
+    return run(
+        [
+            tool("ansible-playbook"), "site.yml", "-i", f"inventories/{inventory}", "--tags", tags,
+            "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}",
+            "-e", "platform_gitops_repo_url=https://git.example.internal/platform/tree.git", "-e", "platform_gitops_secrets=skip",
+            "-e", f"platform_credentials_dir={tree}-credentials", *extra,
+        ]
+    )
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, run, tool
+from conftest import ROOT, render_gitops
 from k8s_schemas import load_tree
 
 PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"
@@ -22,13 +22,7 @@ PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory):
     tree = tmp_path_factory.mktemp("tree")
-    result = run(
-        [
-            tool("ansible-playbook"), "site.yml", "-i", "inventories/production", "--tags", "observability",
-            "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}", "-e", "platform_gitops_repo_url=https://git.example/t.git",
-            "-e", "platform_gitops_secrets=skip", "-e", f"platform_credentials_dir={tree}-credentials",
-        ]
-    )
+    result = render_gitops("production", tree, "observability")
     assert result.returncode == 0, result.stdout[-3000:]
     docs = [d for docs in load_tree(tree).values() for d in docs if d["kind"] == "PrometheusRule"]
     assert [d["metadata"]["name"] for d in docs] == ["ml-platform"]

@@ -11,28 +11,18 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT, run, tool
+from conftest import ROOT, render_gitops
 from k8s_schemas import CRD_DIR, load_tree, validate
 
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
 LAYER_TAGS = "preflight_inventory,network,storage,observability"
 INVENTORIES = ["lab", "production", "airgap"]
-REPO = "https://git.example.internal/platform/tree.git"
 
 
 def render(inventory, tree, *extra):
-    """Render the layers in gitops mode, touching no host: the storage host play is skipped and the
-    generated credentials go to a directory beside the tree, not into the inventory."""
-    return run(
-        [
-            tool("ansible-playbook"), "site.yml", "-i", f"inventories/{inventory}", "--tags", LAYER_TAGS,
-            "--skip-tags", "storage_hosts",
-            "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}",
-            "-e", f"platform_gitops_repo_url={REPO}", "-e", "platform_gitops_secrets=skip",
-            "-e", f"platform_credentials_dir={tree}-credentials", *extra,
-        ]
-    )
+    """Render the layers in gitops mode, touching no host: the storage host play is skipped."""
+    return render_gitops(inventory, tree, LAYER_TAGS, "--skip-tags", "storage_hosts", *extra)
 
 
 def digest(tree):
