@@ -33,10 +33,16 @@ def test_every_chart_is_pinned_exactly_with_its_source():
             assert re.match(r"^\d+\.\d+$", str(bound)), key
 
 
-def test_binaries_are_pinned_exactly():
+def test_binaries_are_pinned_exactly_with_a_checksum_and_a_release_dir():
     for key, binary in BOM["bom_binaries"].items():
         assert EXACT.match(str(binary["version"])), f"{key}: {binary['version']}"
         assert binary["url"].startswith("https://"), key
+        # <url>/<dir>/<file>: a dir that names a version names it through {version}.
+        assert "dir" in binary and str(binary["version"]).lstrip("v") not in str(binary["dir"]), key
+        # Every file but k3s's (verified against its release's sum file) has a pinned sha256.
+        sums = binary["sha256"]
+        leaves = [v for s in sums.values() for v in (s.values() if isinstance(s, dict) else [s])]
+        assert key == "k3s" or (leaves and all(re.fullmatch(r"[0-9a-f]{64}", v) for v in leaves)), key
 
 
 def test_distributions_install_the_same_kubernetes():

@@ -43,13 +43,13 @@ def tarball(arch):
 def mirror(tmp_path_factory):
     """An HTTP server laid out like get.helm.sh and like the air-gap binaries mirror."""
     root = tmp_path_factory.mktemp("mirror")
-    (root / "helm" / f"v{VERSION}").mkdir(parents=True)
+    (root / "helm").mkdir(parents=True)
     sums = {}
     for arch in ("amd64", "arm64"):
         data = tarball(arch)
         name = f"helm-v{VERSION}-linux-{arch}.tar.gz"
         (root / name).write_bytes(data)
-        (root / "helm" / f"v{VERSION}" / name).write_bytes(data)
+        (root / "helm" / name).write_bytes(data)
         sums[arch] = hashlib.sha256(data).hexdigest()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -61,7 +61,7 @@ def mirror(tmp_path_factory):
 def install(tmp_path, url, sums, *extra):
     playbook = tmp_path / "helm.yml"
     playbook.write_text(PLAYBOOK)
-    bom = {"helm": {"version": VERSION, "url": url, "sha256": sums}}
+    bom = {"helm": {"version": VERSION, "url": url, "dir": "", "sha256": sums}}
     return run(
         [
             tool("ansible-playbook"), "-i", "localhost,", str(playbook), "-e", f"ansible_python_interpreter={sys.executable}",
@@ -90,7 +90,7 @@ def test_a_wrong_checksum_fails_and_installs_nothing(tmp_path, mirror):
 
 
 def test_air_gapped_sites_fetch_from_the_binaries_mirror(tmp_path, mirror):
-    """Upstream is unresolvable here, so success means the file came from <mirror>/helm/v<version>/."""
+    """Upstream is unresolvable here, so success means the file came from <mirror>/helm/ (upstream's layout under the key)."""
     url, sums = mirror
     result = install(tmp_path, "https://get.helm.sh.invalid", sums, "-e", "platform_airgap=true", "-e", f"platform_mirror_binaries={url}")
     assert result.returncode == 0, result.stdout[-3000:]

@@ -40,10 +40,15 @@ def test_molecule_scenario(scenario):
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    result = run([tool("molecule"), "test", "-s", scenario], timeout=1500, env={"NO_COLOR": "1"})
+    molecule_test(scenario, timeout=1500)
+
+
+def molecule_test(scenario, timeout):
+    """Run `molecule test` for a scenario; every scenario must converge, change nothing on a
+    second converge, and verify."""
+    result = run([tool("molecule"), "test", "-s", scenario], timeout=timeout, env={"NO_COLOR": "1"})
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
     assert result.returncode == 0, output[-20000:]
-    # Every scenario checks that a second converge changes nothing, then verifies the outcome.
     for step in ("converge", "idempotence", "verify"):
         assert f"{step}: Executed: Successful" in output, f"{scenario}: {step} did not run successfully\n{output[-8000:]}"
 
@@ -81,8 +86,4 @@ def test_online_scenario(scenario):
     reason = online_ready(scenario)
     if reason:
         pytest.skip(reason)
-    result = run([tool("molecule"), "test", "-s", scenario], timeout=3600, env={"NO_COLOR": "1"})
-    output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-    assert result.returncode == 0, output[-20000:]
-    for step in ("converge", "idempotence", "verify"):
-        assert f"{step}: Executed: Successful" in output, f"{scenario}: {step} did not run successfully\n{output[-8000:]}"
+    molecule_test(scenario, timeout=3600)

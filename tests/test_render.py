@@ -302,11 +302,13 @@ def test_the_layers_before_observability_are_monitored(rendered):
     monitors = {(doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"]) for _, doc in documents(tree_docs) if doc["kind"] in ("PodMonitor", "ServiceMonitor")}
     assert monitors == {
         ("PodMonitor", "kube-system", "cilium-agent"), ("PodMonitor", "kube-system", "cilium-operator"),
-        ("PodMonitor", "metallb-system", "metallb"), ("ServiceMonitor", "longhorn-system", "longhorn"),
+        ("ServiceMonitor", "metallb-system", "metallb"), ("ServiceMonitor", "longhorn-system", "longhorn"),
         ("PodMonitor", "minio", "minio"),
     }
     tenant = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "Tenant")
     assert {"name": "MINIO_PROMETHEUS_AUTH_TYPE", "value": "public"} in tenant["spec"]["env"]
+    metallb = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "ServiceMonitor" and doc["metadata"]["name"] == "metallb")
+    assert metallb["spec"]["endpoints"][0]["scheme"] == "https" and "bearerTokenFile" in metallb["spec"]["endpoints"][0]
 
 
 def test_uis_are_reached_through_the_gateway_over_https_only(rendered):

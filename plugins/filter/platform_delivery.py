@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from urllib.parse import quote
 
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 READY_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CustomResourceDefinition", "Job")
@@ -119,23 +120,36 @@ def chart_source(chart, mirror=None):
     return {"repo_url": repository, "chart_ref": name, "version": str(chart["version"]), "oci": False}
 
 
-def bundle_sources(layer, manifests, mirror=None):
-    """Where direct mode downloads each bundle: [{name, url, file, checksum}].
+def release_bases(entries, mirror=None, arch=""):
+    """Where each pinned file set of the bill of materials is fetched from: {key: base URL}.
 
-    Upstream publishes <url>/<version>/<file>; a mirror holds the same file at
-    <mirror>/<manifest key>/<version>/<file>. The checksum is "sha256:<hex>"
-    when the bill of materials records one, else "".
+    entries: bom_binaries or bom_manifests, each {version, url, dir}; a file is at
+    <url>/<dir>/<file>, dir holding {version} (URL-quoted, so k3s's "+" survives) and {arch}.
+    An air-gapped mirror keeps upstream's layout under one directory per key:
+    <mirror>/<key>/<dir>/<file>.
     """
+    bases = {}
+    for key, entry in (entries or {}).items():
+        if not isinstance(entry, Mapping) or "url" not in entry:
+            continue
+        path = str(entry.get("dir", "")).format(version=quote(str(entry["version"]), safe=""), arch=arch)
+        root = f"{str(mirror).rstrip('/')}/{key}" if mirror else str(entry["url"]).rstrip("/")
+        bases[key] = f"{root}/{path}" if path else root
+    return bases
+
+
+def bundle_sources(layer, manifests, mirror=None):
+    """Where direct mode downloads each bundle: [{name, url, file, checksum}]."""
+    bases = release_bases(manifests, mirror)
     sources = []
     for bundle in layer.get("bundles") or []:
         key = bundle["manifest"]
         entry = manifests[key]
-        base = f"{str(mirror).rstrip('/')}/{key}" if mirror else str(entry["url"]).rstrip("/")
         sha256 = str(entry.get("sha256") or "")
         sources.append(
             {
                 "name": bundle["name"],
-                "url": f"{base}/{entry['version']}/{entry['file']}",
+                "url": f"{bases[key]}/{entry['file']}",
                 "file": f"{key}-{entry['version']}-{entry['file']}",
                 "checksum": f"sha256:{sha256}" if sha256 else "",
             }
@@ -280,6 +294,7 @@ class FilterModule:
             "platform_namespace_documents": namespace_documents,
             "platform_chart_source": chart_source,
             "platform_bundle_sources": bundle_sources,
+            "platform_release_bases": release_bases,
             "platform_gitops_files": gitops_files,
             "platform_root_application": root_application,
             "platform_ready_checks": ready_checks,

@@ -14,10 +14,10 @@ CHARTS = {
 }
 MANIFESTS = {
     "gateway_api": {
-        "version": "v1.4.1", "url": "https://github.com/kubernetes-sigs/gateway-api/releases/download", "file": "standard-install.yaml",
+        "version": "v1.4.1", "url": "https://github.com/kubernetes-sigs/gateway-api/releases/download", "dir": "{version}", "file": "standard-install.yaml",
         "sha256": "a" * 64, "git": "https://github.com/kubernetes-sigs/gateway-api.git", "path": "config/crd/standard",
     },
-    "unhashed": {"version": "v1", "url": "https://example.org", "file": "x.yaml", "sha256": "", "git": "https://example.org/x.git", "path": "."},
+    "unhashed": {"version": "v1", "url": "https://example.org", "dir": "{version}", "file": "x.yaml", "sha256": "", "git": "https://example.org/x.git", "path": "."},
 }
 SETTINGS = {"argocd_namespace": "argocd", "argocd_project": "platform", "repo_url": "https://git.example/tree.git", "revision": "main", "repo_path": ""}
 LAYER = {
@@ -130,6 +130,25 @@ def test_bundles_download_from_upstream_or_the_mirror_with_their_checksum():
     mirrored = pd.bundle_sources(BUNDLED, MANIFESTS, "https://mirror.example/binaries/")
     assert mirrored[0]["url"] == "https://mirror.example/binaries/gateway_api/v1.4.1/standard-install.yaml"
     assert pd.declaration_problems(BUNDLED, CHARTS, MANIFESTS) == []
+
+
+def test_release_bases_follow_upstream_and_keep_its_layout_under_the_mirror():
+    binaries = {
+        "kubernetes": {"version": "1.35.3", "url": "https://dl.k8s.io/release/", "dir": "v{version}/bin/linux/{arch}"},
+        "k3s": {"version": "v1.35.3+k3s1", "url": "https://github.com/k3s-io/k3s/releases/download", "dir": "{version}"},
+        "helm": {"version": "3.18.4", "url": "https://get.helm.sh", "dir": ""},
+        "notes": "not a release",
+    }
+    assert pd.release_bases(binaries, arch="arm64") == {
+        "kubernetes": "https://dl.k8s.io/release/v1.35.3/bin/linux/arm64",
+        "k3s": "https://github.com/k3s-io/k3s/releases/download/v1.35.3%2Bk3s1",
+        "helm": "https://get.helm.sh",
+    }
+    assert pd.release_bases(binaries, "https://mirror.example/bin/", "amd64") == {
+        "kubernetes": "https://mirror.example/bin/kubernetes/v1.35.3/bin/linux/amd64",
+        "k3s": "https://mirror.example/bin/k3s/v1.35.3%2Bk3s1",
+        "helm": "https://mirror.example/bin/helm",
+    }
 
 
 def test_bundles_become_kept_git_applications_in_the_layers_first_wave():
