@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare this machine to run the molecule podman scenarios and the alert
-# tests, from nothing: podman with the runc runtime, debootstrap, promtool, and
+# tests, from nothing: podman with the runc runtime, debootstrap, promtool, nginx and
 # the offline-built Debian 12 systemd image (scripts/build-test-image.sh).
 # Idempotent and quiet once done.
 set -euo pipefail
@@ -22,16 +22,21 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# promtool, which the alert tests use, from Debian's prometheus package:
-# extracted, not installed, so no Prometheus server is set up on this machine.
-if ! /usr/local/bin/promtool --version >/dev/null 2>&1; then
-  echo "setup-test-host: extracting promtool from Debian's prometheus package"
-  work=$(mktemp -d)
-  chmod 0755 "$work"  # apt fetches as the _apt user
-  (cd "$work" && apt-get download -qq prometheus >/dev/null && dpkg-deb --fsys-tarfile prometheus_*.deb | tar -x ./usr/bin/promtool)
-  install -m 0755 "$work/usr/bin/promtool" /usr/local/bin/promtool
-  rm -rf "$work"
-fi
+# promtool (the alert tests) from Debian's prometheus package and nginx (the
+# monitoring-ui login test) from Debian's nginx package: extracted, not
+# installed, so no Prometheus or nginx service is set up on this machine.
+extract() {  # package, path inside it, where it goes
+  if ! "$3" -v >/dev/null 2>&1 && ! "$3" --version >/dev/null 2>&1; then
+    echo "setup-test-host: extracting $2 from Debian's $1 package"
+    work=$(mktemp -d)
+    chmod 0755 "$work"  # apt fetches as the _apt user
+    (cd "$work" && apt-get download -qq "$1" >/dev/null && dpkg-deb --fsys-tarfile "$1"_*.deb | tar -x ".$2")
+    install -m 0755 "$work$2" "$3"
+    rm -rf "$work"
+  fi
+}
+extract prometheus /usr/bin/promtool /usr/local/bin/promtool
+extract nginx /usr/sbin/nginx /usr/local/bin/nginx
 
 # containers.conf: runc (crun fails on this kernel's cgroup layout), and no
 # ulimit or pids defaults (the hard limits cannot be raised here).

@@ -37,6 +37,9 @@ def test_production_kubeadm_is_ha_behind_kube_vip_without_kube_proxy(tmp_path):
     assert cluster["networking"] == {"podSubnet": "10.128.0.0/16", "serviceSubnet": "10.96.0.0/16", "dnsDomain": "cluster.local"}
     assert {"10.20.0.10", "10.20.0.11", "10.20.0.12", "10.20.0.13"} <= set(cluster["apiServer"]["certSANs"])
     assert kubelet["apiVersion"] == "kubelet.config.k8s.io/v1beta1" and kubelet["cgroupDriver"] == "systemd"
+    # Prometheus (layer 3b) reaches the control plane's metrics from the pod network.
+    assert cluster["controllerManager"]["extraArgs"] == cluster["scheduler"]["extraArgs"] == [{"name": "bind-address", "value": "0.0.0.0"}]
+    assert cluster["etcd"]["local"]["extraArgs"] == [{"name": "listen-metrics-urls", "value": "http://0.0.0.0:2381"}]
     vip = yaml.safe_load((out / "cp-02" / "kube-vip.yaml").read_text())
     env = {e["name"]: e["value"] for e in vip["spec"]["containers"][0]["env"]}
     assert env["address"] == "10.20.0.10" and env["cp_enable"] == "true"
@@ -66,6 +69,8 @@ def test_lab_k3s_leaves_networking_to_layer_2(tmp_path):
     # One server: no embedded etcd, nothing to join, no virtual IP.
     assert "cluster-init" not in config and "server" not in config
     assert not (out / "lab" / "kube-vip.yaml").exists()
+    # The lab inventory turns the control plane's metrics off (no address to scrape).
+    assert "kube-controller-manager-arg" not in config and "etcd-expose-metrics" not in config
 
 
 def test_production_as_k3s_has_embedded_etcd_and_agents(tmp_path):
@@ -76,6 +81,8 @@ def test_production_as_k3s_has_embedded_etcd_and_agents(tmp_path):
     assert first["cluster-init"] is True and "server" not in first
     assert second["server"] == "https://10.20.0.11:6443" and "cluster-init" not in second
     assert first["tls-san"] == ["10.20.0.10"]
+    assert first["kube-controller-manager-arg"] == first["kube-scheduler-arg"] == ["bind-address=0.0.0.0"]
+    assert first["etcd-expose-metrics"] is True
     assert set(agent) == {"kubelet-arg", "node-ip", "node-name", "server", "token-file"}
     assert (out / "cp-01" / "kube-vip.yaml").exists() and not (out / "wk-01" / "kube-vip.yaml").exists()
 

@@ -320,9 +320,51 @@ def test_uis_are_reached_through_the_gateway_over_https_only(rendered):
     grafana = routes[("monitoring", "grafana")]["spec"]
     assert grafana["parentRefs"] == [{"name": "platform", "namespace": "platform-gateway", "sectionName": "https"}]
     assert grafana["hostnames"] == ["grafana.ml-platform.internal"]
-    # Prometheus and Alertmanager have no login of their own: they are not routed.
-    assert set(routes) == {("platform-gateway", "https-redirect"), ("monitoring", "grafana")}
+    # Prometheus and Alertmanager have no login of their own: they are routed to
+    # the monitoring-ui proxy, which asks for one on every request.
+    assert set(routes) == {("platform-gateway", "https-redirect"), ("monitoring", "grafana"), ("monitoring", "prometheus"), ("monitoring", "alertmanager")}
+    for ui in ("prometheus", "alertmanager"):
+        spec = routes[("monitoring", ui)]["spec"]
+        assert spec["hostnames"] == [f"{ui}.ml-platform.internal"] and spec["parentRefs"][0]["sectionName"] == "https"
+        assert spec["rules"][0]["backendRefs"] == [{"name": "monitoring-ui", "port": 80}]
+    config = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "monitoring-ui")
+    servers = re.findall(r"server \{(.*?)\n\}", config["data"]["default.conf"], re.S)
+    proxied = {re.search(r"server_name (\S+);", block).group(1): block for block in servers if "proxy_pass" in block}
+    assert set(proxied) == {"prometheus.ml-platform.internal", "alertmanager.ml-platform.internal"}
+    assert all("auth_basic_user_file /etc/nginx/auth/htpasswd;" in block for block in proxied.values())
+    assert "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090" in proxied["prometheus.ml-platform.internal"]
+    proxy = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "monitoring-ui")
+    volumes = {v["name"]: v for v in proxy["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["auth"]["secret"]["secretName"] == "monitoring-ui-htpasswd"
+    container = proxy["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"{BOM['bom_images']['nginx']['repository']}:{BOM['bom_images']['nginx']['tag']}"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True and container["securityContext"]["runAsNonRoot"] is True
     apps = {doc["metadata"]["name"]: doc for _, doc in documents(tree_docs) if doc["kind"] == "Application"}
     ini = apps["observability-kube-prometheus-stack"]["spec"]["source"]["helm"]["valuesObject"]["grafana"]["grafana.ini"]
     assert ini["server"]["root_url"] == "https://grafana.ml-platform.internal"
     assert ini["auth.anonymous"]["enabled"] is False
+    values = apps["observability-kube-prometheus-stack"]["spec"]["source"]["helm"]["valuesObject"]
+    assert values["prometheus"]["prometheusSpec"]["externalUrl"] == "https://prometheus.ml-platform.internal"
+    assert values["alertmanager"]["alertmanagerSpec"]["externalUrl"] == "https://alertmanager.ml-platform.internal"
+
+
+def test_the_control_plane_is_scraped_where_layer_1_exposes_it(rendered, tmp_path):
+    inventory, _, tree_docs = rendered
+    apps = {doc["metadata"]["name"]: doc for _, doc in documents(tree_docs) if doc["kind"] == "Application"}
+    values = apps["observability-kube-prometheus-stack"]["spec"]["source"]["helm"]["valuesObject"]
+    parts = ("kubeControllerManager", "kubeScheduler", "kubeEtcd")
+    if inventory == "lab":
+        # The lab turns it off (its one node has no address in the inventory).
+        assert all(values[part] == {"enabled": False} for part in parts)
+    else:
+        # kubeadm: static pods the chart's Services select by their component label.
+        assert not any(part in values for part in parts)
+    if inventory != "production":
+        return
+    tree = tmp_path / "tree"
+    result = render_gitops("production", tree, "observability", "-e", "compute_distribution=k3s")
+    assert result.returncode == 0, result.stdout[-3000:]
+    app = next(doc for _, doc in documents(load_tree(tree)) if doc["metadata"]["name"] == "observability-kube-prometheus-stack")
+    values = app["spec"]["source"]["helm"]["valuesObject"]
+    # k3s runs them in its own process: the chart finds them at the control planes' addresses.
+    assert all(values[part]["endpoints"] == ["10.20.0.11", "10.20.0.12", "10.20.0.13"] for part in parts)

@@ -6,6 +6,10 @@ generated only when the file lacks it, so re-runs return the same values and
 change nothing; naming an entry in `rotate` generates its values again. In
 check mode nothing is written and missing values are generated for the run
 only. Values are returned under `credentials`: the task must set no_log.
+
+Entries named in `bcrypt` also keep `password_bcrypt`, a bcrypt hash of their
+password for htpasswd files; it is made again only when it no longer matches
+the password, so the hash (and whatever is built from it) is stable.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import secrets
 import stat
 import string
 
+import bcrypt
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
@@ -66,10 +71,32 @@ def resolve(existing, wanted, rotate=(), generate_missing=True, length=40):
                 new[field] = generate(length)
             else:
                 missing.append(f"{entry}.{field}")
-        if new != (existing.get(entry) or {}):
+        before = existing.get(entry) or {}
+        if any(before.get(field) != value for field, value in new.items()):
             generated.append(entry)
         result[entry] = new
     return result, generated, missing
+
+
+def with_bcrypt(entries, existing, names):
+    """Add password_bcrypt to the named entries; (entries, names whose hash was made)."""
+    made = []
+    for name in names:
+        entry = entries.get(name)
+        if not entry or not entry.get("password"):
+            raise AnsibleActionFail(f"bcrypt: entry {name} has no password to hash")
+        password = entry["password"].encode()
+        current = str((existing.get(name) or {}).get("password_bcrypt") or "")
+        try:
+            matches = bool(current) and bcrypt.checkpw(password, current.encode())
+        except ValueError:
+            matches = False
+        if matches:
+            entry["password_bcrypt"] = current
+        else:
+            entry["password_bcrypt"] = bcrypt.hashpw(password, bcrypt.gensalt()).decode()
+            made.append(name)
+    return entries, made
 
 
 def write(path, entries):
@@ -86,7 +113,7 @@ def write(path, entries):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("path", "entries", "rotate", "generate", "length"))
+    _VALID_ARGS = frozenset(("path", "entries", "rotate", "generate", "length", "bcrypt"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -104,6 +131,8 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(
                 f"{path} lacks {', '.join(missing)}; add them (they are not generated for this object store)"
             )
+        entries, hashed = with_bcrypt(entries, existing, [str(n) for n in args.get("bcrypt") or []])
+        generated = sorted(set(generated) | set(hashed))
         # Entries the file holds but this task does not ask for are kept.
         merged = {**existing, **entries}
         if generated and not self._task.check_mode:

@@ -45,6 +45,7 @@ PLATFORM_VARS = (
     "compute_node_cidr",
     "compute_control_plane_endpoint",
     "compute_kube_vip",
+    "platform_control_plane_metrics",
     "platform_delivery",
     "platform_gitops_dir",
     "platform_kubeconfig",
@@ -193,8 +194,9 @@ def check_hostnames(hosts):
     return problems
 
 
-def check_control_plane(distribution, groups, platform):
+def check_control_plane(distribution, groups, platform, node_vars=None):
     problems = []
+    node_vars = node_vars or {}
     if distribution not in ("kubeadm", "k3s"):
         return problems
     planes = list(groups.get("control_plane", ()))
@@ -226,6 +228,16 @@ def check_control_plane(distribution, groups, platform):
             f"compute_control_plane_endpoint: {_fmt(endpoint)} is a name, and kube-vip (compute_kube_vip) can only announce an address. "
             "Fix: use a free address on the nodes' subnet, or set compute_kube_vip: false and point the name at your load balancer."
         )
+    if distribution == "k3s" and str(platform.get("platform_control_plane_metrics", True)).lower() not in ("false", "no", "off", "0"):
+        # k3s runs the controller manager, scheduler and etcd inside its own
+        # process: Prometheus reaches them at the control planes' addresses.
+        for host in planes:
+            if _address(str(node_vars.get(host, {}).get("ansible_host", ""))) is None:
+                problems.append(
+                    f"host {host}: ansible_host is {_fmt(node_vars.get(host, {}).get('ansible_host', 'not set'))}, not an address, and with k3s Prometheus scrapes "
+                    "the control plane's components at its address (platform_control_plane_metrics). "
+                    "Fix: set ansible_host to the node's IP address, or set platform_control_plane_metrics: false."
+                )
     if distribution in ("kubeadm", "k3s") and not groups.get("workers") and count == 0:
         problems.append(f"group workers: empty and there is no control plane either; compute_distribution {distribution} has no host to install.")
     return problems
@@ -628,7 +640,7 @@ def inventory_problems(hosts_vars, groups, controller=None, extra_groups=(), bom
     problems += disagreements
     problems += check_distribution(platform, controller_paths_exist)
     distribution = platform.get("compute_distribution")
-    problems += check_control_plane(distribution, groups, platform)
+    problems += check_control_plane(distribution, groups, platform, hosts_vars)
     node_addresses = {}
     for host in cluster_hosts:
         addr = _address(hosts_vars[host].get("ansible_host", ""))

@@ -39,6 +39,14 @@ options:
     description: Length of generated values.
     type: int
     default: 40
+  bcrypt:
+    description:
+      - Entries that also keep C(password_bcrypt), a bcrypt hash of their C(password) for an htpasswd
+        file. The hash is kept while it matches the password and made again when it does not (after a
+        rotation), so what is built from it stays the same between runs.
+    type: list
+    elements: str
+    default: []
 author:
   - Platform team
 """

@@ -58,3 +58,25 @@ def test_a_file_others_can_read_is_refused(tmp_path):
     path.chmod(0o644)
     with pytest.raises(AnsibleActionFail, match="chmod 600"):
         creds.load(str(path))
+
+
+def test_a_bcrypt_hash_is_kept_while_it_matches_and_made_again_after_rotation():
+    wanted = {"ui": {"user": "admin", "password": None}}
+    entries, _, _ = creds.resolve({}, wanted)
+    entries, made = creds.with_bcrypt(entries, {}, ["ui"])
+    first = entries["ui"]["password_bcrypt"]
+    assert made == ["ui"] and first.startswith("$2b$") and entries["ui"]["password"] not in first
+    assert creds.bcrypt.checkpw(entries["ui"]["password"].encode(), first.encode())
+    stored = {"ui": dict(entries["ui"])}
+    # A re-run: the password and its hash come back as stored, nothing is generated.
+    again, generated, _ = creds.resolve(stored, wanted)
+    again, made = creds.with_bcrypt(again, stored, ["ui"])
+    assert generated == [] and made == [] and again["ui"]["password_bcrypt"] == first
+    # A rotated password gets a hash of its own.
+    rotated, generated, _ = creds.resolve(stored, wanted, rotate=["ui"])
+    rotated, made = creds.with_bcrypt(rotated, stored, ["ui"])
+    assert generated == made == ["ui"] and rotated["ui"]["password_bcrypt"] != first
+    assert creds.bcrypt.checkpw(rotated["ui"]["password"].encode(), rotated["ui"]["password_bcrypt"].encode())
+    # A hash that does not match (edited by hand) is replaced.
+    _, made = creds.with_bcrypt({"ui": dict(stored["ui"], password="changed-by-hand")}, stored, ["ui"])
+    assert made == ["ui"]

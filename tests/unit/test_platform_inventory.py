@@ -17,7 +17,7 @@ GOOD_PLATFORM = {
 
 
 def single_node(**overrides):
-    hostvars = {"lab": dict(GOOD_PLATFORM, ansible_connection="local", **overrides)}
+    hostvars = {"lab": dict(GOOD_PLATFORM, ansible_connection="local", ansible_host="192.168.1.10", **overrides)}
     return hostvars, {"all": ["lab"], "ungrouped": [], "control_plane": ["lab"]}
 
 
@@ -52,6 +52,15 @@ def test_control_plane_count(count, fine):
     platform = {"compute_control_plane_endpoint": "10.0.0.100"}
     problems = pi.check_control_plane("kubeadm", {"control_plane": planes}, platform)
     assert (problems == []) is fine
+
+
+@pytest.mark.parametrize("address, metrics, fine", [("10.0.0.5", True, True), ("cp.example", True, False), (None, True, False), (None, False, True)])
+def test_k3s_control_plane_metrics_need_an_address(address, metrics, fine):
+    node = {} if address is None else {"ansible_host": address}
+    problems = pi.check_control_plane("k3s", {"control_plane": ["cp"]}, {"platform_control_plane_metrics": metrics}, {"cp": node})
+    assert (problems == []) is fine
+    if not fine:
+        assert "host cp: ansible_host" in problems[0] and "platform_control_plane_metrics: false" in problems[0]
 
 
 def test_extra_groups_are_accepted_when_declared():
@@ -189,7 +198,7 @@ class LazyHostvars(dict):
 
 
 def test_filter_wrapper_reads_only_contract_variables():
-    hostvars = LazyHostvars(lab=dict(GOOD_PLATFORM, ansible_password="s3cret", unrelated=object()))
+    hostvars = LazyHostvars(lab=dict(GOOD_PLATFORM, ansible_host="192.168.1.10", ansible_password="s3cret", unrelated=object()))
     groups = {"all": ["lab"], "control_plane": ["lab"]}
     assert pi.platform_inventory_problems(hostvars, groups, {}, [], {}) == []
 
