@@ -22,13 +22,15 @@ PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory):
     tree = tmp_path_factory.mktemp("tree")
-    result = render_gitops("production", tree, "observability")
+    result = render_gitops("production", tree, "observability,gpu", "--skip-tags", "gpu_hosts")
     assert result.returncode == 0, result.stdout[-3000:]
     docs = [d for docs in load_tree(tree).values() for d in docs if d["kind"] == "PrometheusRule"]
-    assert [d["metadata"]["name"] for d in docs] == ["ml-platform"]
+    # The platform's rules (observability) and the GPU layer's own.
+    assert sorted(d["metadata"]["name"] for d in docs) == ["gpu", "ml-platform"]
+    groups = [group for doc in docs for group in doc["spec"]["groups"]]
     path = tree / "rules.yaml"
-    path.write_text(yaml.safe_dump({"groups": docs[0]["spec"]["groups"]}))
-    return path, docs[0]["spec"]["groups"]
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    return path, groups
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_every_rule_parses(rules, promtool):
     path, _ = rules
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_the_seed_alerts_are_all_there(rules):
@@ -56,6 +58,7 @@ def test_the_seed_alerts_are_all_there(rules):
     assert {a["alert"] for a in alerts(groups)} == {
         "InferenceLatencyP99High", "InferenceErrorRateAfterRollout", "GPUMemoryHigh", "GPUsIdleWhileJobsPending",
         "ObjectStorageVolumeAbove80Percent", "DatabaseBackupFailed", "DatabaseReplicationLagging",
+        "GPUXidError", "GPUTemperatureHigh",
     }
 
 
@@ -120,6 +123,30 @@ tests:
           - exp_labels: {severity: warning}
   - interval: 1m
     input_series:
+      - series: 'DCGM_FI_DEV_XID_ERRORS{gpu="3", Hostname="gpu-h100-02"}'
+        values: '0x5 79 0x10'
+      - series: 'DCGM_FI_DEV_XID_ERRORS{gpu="2", Hostname="gpu-h100-02"}'
+        values: '0x20'
+      - series: 'DCGM_FI_DEV_GPU_TEMP{gpu="1", hostname="gpu-a100-01"}'
+        values: '90x20'
+      - series: 'DCGM_FI_DEV_GPU_TEMP{gpu="0", hostname="gpu-a100-01"}'
+        values: '70x20'
+    alert_rule_test:
+      - eval_time: 7m
+        alertname: GPUXidError
+        exp_alerts:
+          - exp_labels: {severity: critical, gpu: "3", Hostname: gpu-h100-02}
+            value: "79"
+      - eval_time: 15m
+        alertname: GPUXidError
+        exp_alerts: []
+      - eval_time: 15m
+        alertname: GPUTemperatureHigh
+        exp_alerts:
+          - exp_labels: {severity: warning, gpu: "1", hostname: gpu-a100-01}
+            value: "90"
+  - interval: 1m
+    input_series:
       - series: 'cnpg_collector_last_failed_backup_timestamp{namespace="ml-tracking", pod="mlflow-db-1"}'
         values: '2000x10'
       - series: 'cnpg_collector_last_available_backup_timestamp{namespace="ml-tracking", pod="mlflow-db-1"}'
@@ -140,8 +167,10 @@ def with_annotations(unit_tests, groups):
         for check in test["alert_rule_test"]:
             for expected in check["exp_alerts"]:
                 labels = expected["exp_labels"]
+                # "value" (ours, not promtool's): what {{ $value }} renders to.
+                measured = expected.pop("value", "")
                 expected["exp_annotations"] = {
-                    key: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: str(labels.get(m.group(1), "")), value)
+                    key: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: str(labels.get(m.group(1), "")), value).replace("{{ $value }}", measured)
                     for key, value in by_name[check["alertname"]]["annotations"].items()
                 }
     return yaml.safe_dump(doc)

@@ -16,13 +16,13 @@ from k8s_schemas import CRD_DIR, load_tree, validate
 
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
-LAYER_TAGS = "preflight_inventory,network,storage,observability"
+LAYER_TAGS = "preflight_inventory,network,storage,observability,gpu"
 INVENTORIES = ["lab", "production", "airgap"]
 
 
 def render(inventory, tree, *extra):
-    """Render the layers in gitops mode, touching no host: the storage host play is skipped."""
-    return render_gitops(inventory, tree, LAYER_TAGS, "--skip-tags", "storage_hosts", *extra)
+    """Render the layers in gitops mode, touching no host: the storage and GPU host plays are skipped."""
+    return render_gitops(inventory, tree, LAYER_TAGS, "--skip-tags", "storage_hosts,gpu_hosts", *extra)
 
 
 def digest(tree):
@@ -368,3 +368,46 @@ def test_the_control_plane_is_scraped_where_layer_1_exposes_it(rendered, tmp_pat
     values = app["spec"]["source"]["helm"]["valuesObject"]
     # k3s runs them in its own process: the chart finds them at the control planes' addresses.
     assert all(values[part]["endpoints"] == ["10.20.0.11", "10.20.0.12", "10.20.0.13"] for part in parts)
+
+
+def test_gpu_layer_follows_each_hosts_sharing(rendered):
+    inventory, _, tree_docs = rendered
+    docs = {(d["kind"], d["metadata"]["name"]): d for _, d in documents(tree_docs)}
+    if inventory == "lab":
+        # No gpu hosts: no GPU Operator.
+        assert not any(kind == "ClusterPolicy" for kind, _ in docs)
+        return
+    if inventory != "production":
+        assert ("ClusterPolicy", "cluster-policy") in docs
+        return
+    policy = docs[("ClusterPolicy", "cluster-policy")]["spec"]
+    assert policy["mig"] == {"strategy": "mixed"}
+    assert policy["migManager"]["config"] == {"name": "gpu-mig-layouts", "default": "all-disabled"}
+    assert policy["devicePlugin"]["config"] == {"name": "gpu-sharing", "default": "default"}
+    assert policy["driver"]["enabled"] is True and policy["driver"]["version"] == BOM["bom_gpu_operands"]["driver"]["version"]
+    assert policy["dcgmExporter"]["serviceMonitor"]["enabled"] is True and policy["dcgmExporter"]["serviceMonitor"]["honorLabels"] is True
+    # kubeadm's containerd imports the toolkit's drop-in.
+    assert policy["toolkit"]["env"] == [{"name": "CONTAINERD_CONFIG", "value": "/etc/containerd/conf.d/99-nvidia.toml"}]
+    layouts = yaml.safe_load(docs[("ConfigMap", "gpu-mig-layouts")]["data"]["config.yaml"])
+    assert layouts["mig-configs"]["all-disabled"] == [{"devices": "all", "mig-enabled": False}]
+    assert layouts["mig-configs"]["balanced-inference"] == [{"devices": "all", "mig-enabled": True, "mig-devices": {"2g.20gb": 2, "1g.10gb": 3}}]
+    sharing = docs[("ConfigMap", "gpu-sharing")]["data"]
+    assert sorted(sharing) == ["default", "time-slicing-4"]
+    assert yaml.safe_load(sharing["time-slicing-4"])["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
+    apps = {doc["metadata"]["name"]: doc for _, doc in documents(tree_docs) if doc["kind"] == "Application"}
+    values = apps["gpu-gpu-operator"]["spec"]["source"]["helm"]["valuesObject"]
+    assert values["clusterPolicy"] == {"deployCR": False}
+    assert docs[("PrometheusRule", "gpu")] and docs[("ConfigMap", "dashboard-gpu")]["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_node_labels_pick_each_gpu_hosts_layout_and_driver(tmp_path):
+    tree = tmp_path / "tree"
+    result = render_gitops("production", tree, "gpu", "--skip-tags", "gpu_hosts", "-e", "gpu_host_driver=true")
+    assert result.returncode == 0, result.stdout[-3000:]
+    out = result.stdout.replace("\n", " ")
+    out = re.sub(r"\s+", " ", out)
+    assert "kubectl label node gpu-a100-01 --overwrite nvidia.com/mig.config=balanced-inference nvidia.com/device-plugin.config=default nvidia.com/gpu.deploy.driver=false" in out
+    assert "kubectl label node gpu-h100-02 --overwrite nvidia.com/mig.config=all-disabled nvidia.com/device-plugin.config=time-slicing-4" in out
+    # Every host brings its driver: the operator's driver container is off.
+    policy = next(doc for _, doc in documents(load_tree(tree)) if doc["kind"] == "ClusterPolicy")
+    assert policy["spec"]["driver"]["enabled"] is False

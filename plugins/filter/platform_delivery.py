@@ -23,7 +23,10 @@ from urllib.parse import quote
 
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 READY_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CustomResourceDefinition", "Job")
-LAYER_KEYS = ("name", "wave", "namespaces", "bundles", "releases", "manifests", "secrets", "ready")
+LAYER_KEYS = ("name", "wave", "namespaces", "bundles", "releases", "manifests", "secrets", "node_labels", "ready")
+# A label key: an optional DNS-subdomain prefix and a name of at most 63 characters.
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 RELEASE_KEYS = ("name", "chart", "namespace", "values")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ARGOCD_DESTINATION = "https://kubernetes.default.svc"
@@ -75,10 +78,32 @@ def declaration_problems(layer, charts, manifests=None):
     for secret in layer.get("secrets") or []:
         if secret.get("kind") != "Secret":
             problems.append(f"layer {name}: secrets holds a {secret.get('kind')}, not a Secret")
+    for entry in layer.get("node_labels") or []:
+        for key, value in (entry.get("labels") or {}).items():
+            if not LABEL_KEY.match(str(key)) or not LABEL_VALUE.match(str(value)):
+                problems.append(f"layer {name}: node {entry.get('name')}: {key}={value} is not a valid label")
     for item in layer.get("ready") or []:
         if item.get("kind") not in READY_KINDS:
             problems.append(f"layer {name}: cannot wait for kind {item.get('kind')}")
     return problems
+
+
+def node_label_patches(layer):
+    """Merge patches of the labels a layer sets on nodes (applied with state: patched,
+    so a node that has not joined yet is never created)."""
+    return [
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": entry["name"], "labels": dict(entry["labels"])}}
+        for entry in layer.get("node_labels") or []
+        if entry.get("labels")
+    ]
+
+
+def node_label_commands(layer):
+    """The node labels as kubectl commands, for an operator who applies them by hand."""
+    return [
+        f"kubectl label node {patch['metadata']['name']} --overwrite " + " ".join(f"{k}={v}" for k, v in patch["metadata"]["labels"].items())
+        for patch in node_label_patches(layer)
+    ]
 
 
 def namespace_documents(layer):
@@ -292,6 +317,8 @@ class FilterModule:
         return {
             "platform_declaration_problems": declaration_problems,
             "platform_namespace_documents": namespace_documents,
+            "platform_node_label_patches": node_label_patches,
+            "platform_node_label_commands": node_label_commands,
             "platform_chart_source": chart_source,
             "platform_bundle_sources": bundle_sources,
             "platform_release_bases": release_bases,

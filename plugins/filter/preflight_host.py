@@ -8,6 +8,7 @@ are unit-tested without a host.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 
@@ -103,15 +104,94 @@ def host_problems(host, facts, groups_of_host, requirements):
         )
 
     if req.get("gpu"):
-        if not facts.get("nvidia_pci_devices"):
+        problems += gpu_problems(host, facts, req.get("gpu_settings") or {})
+    return problems
+
+
+# Operating systems (os-release ID) NVIDIA publishes GPU Operator driver containers for.
+DRIVER_CONTAINER_OS = ("ubuntu", "rhel", "rocky", "centos", "rhcos", "sles")
+
+
+def _version(text):
+    return tuple(int(part) for part in re.findall(r"\d+", str(text))[:3])
+
+
+def _product(name):
+    """nvidia-smi's name as GPU Feature Discovery labels it (spaces to dashes), upper-cased."""
+    return re.sub(r"\s+", "-", str(name).strip()).upper()
+
+
+def gpu_problems(host, facts, gpu):
+    """A gpu host's hardware and driver against its inventory settings.
+
+    gpu keys: product, sharing, host_driver (auto, true or false), driver_minimum, airgap.
+    """
+    problems = []
+    say = problems.append
+    if not facts.get("nvidia_pci_devices"):
+        say(
+            f"host {host}: in group gpu but no NVIDIA GPU is on its PCI bus. "
+            "Fix: check the card is seated and enabled in the firmware ('lspci -d 10de:'), or remove the host from group gpu."
+        )
+    if facts.get("nouveau_loaded"):
+        say(
+            f"host {host}: the nouveau driver is loaded and will block the NVIDIA driver. "
+            "Fix: blacklist it (echo 'blacklist nouveau' > /etc/modprobe.d/blacklist-nouveau.conf), rebuild the initramfs and reboot."
+        )
+    loaded = facts.get("nvidia_driver")
+    declared = str(gpu.get("host_driver", "auto")).lower()
+    minimum = gpu.get("driver_minimum")
+    if declared in ("true", "yes") and not loaded:
+        say(
+            f"host {host}: gpu_host_driver is true, but no NVIDIA driver is loaded. "
+            "Fix: install the driver on the host and reboot, or set gpu_host_driver: auto so the GPU Operator installs its own."
+        )
+    if declared in ("false", "no") and loaded:
+        say(
+            f"host {host}: gpu_host_driver is false, but the host already runs NVIDIA driver {loaded}, and the GPU Operator's driver container cannot load beside it. "
+            "Fix: set gpu_host_driver: auto (the operator then skips its driver on this host), or uninstall the host's driver."
+        )
+    if loaded and minimum and _version(loaded) < _version(minimum):
+        say(
+            f"host {host}: NVIDIA driver {loaded} is older than {minimum}, the oldest the platform's GPU Operator and CUDA images support. "
+            f"Fix: upgrade the host's driver to {minimum} or newer, or uninstall it and set gpu_host_driver: auto."
+        )
+    if not loaded and declared not in ("true", "yes"):
+        # The GPU Operator's driver container will build and load the kernel modules here.
+        os_id = (facts.get("os") or {}).get("id", "")
+        if os_id not in DRIVER_CONTAINER_OS:
             say(
-                f"host {host}: in group gpu but no NVIDIA GPU is on its PCI bus. "
-                "Fix: check the card is seated and enabled in the firmware ('lspci -d 10de:'), or remove the host from group gpu."
+                f"host {host}: no NVIDIA driver is installed, and NVIDIA publishes no GPU Operator driver container for {os_id or 'this system'}. "
+                "Fix: install the driver on the host (Debian: nvidia-driver from non-free, or NVIDIA's CUDA repository), reboot and re-run; the operator then skips its driver here."
             )
-        if facts.get("nouveau_loaded"):
+        if facts.get("secure_boot"):
             say(
-                f"host {host}: the nouveau driver is loaded and will block the NVIDIA driver. "
-                "Fix: blacklist it (echo 'blacklist nouveau' > /etc/modprobe.d/blacklist-nouveau.conf), rebuild the initramfs and reboot."
+                f"host {host}: Secure Boot is on, and the kernel modules the GPU Operator's driver container builds are unsigned, so the kernel would refuse them. "
+                "Fix: install a signed driver on the host (your distribution's, enrolled with MOK), or turn Secure Boot off in the firmware."
+            )
+        if gpu.get("airgap") and not facts.get("kernel_headers"):
+            say(
+                f"host {host}: the headers of kernel {facts.get('kernel', '?')} are not installed, and air-gapped the driver container cannot download them. "
+                f"Fix: install linux-headers-{facts.get('kernel', '$(uname -r)')} on the host, or install the driver on the host."
+            )
+    gpus = facts.get("nvidia_smi") or []
+    product = gpu.get("product")
+    for index, card in enumerate(gpus):
+        if "error" in card:
+            say(f"host {host}: nvidia-smi failed ({card['error']}). Fix: check the driver with 'nvidia-smi' on the host; a driver and kernel out of step need a reboot.")
+            continue
+        if product and _product(card.get("name", "")) != _product(product) and _product("NVIDIA " + card.get("name", "")) != _product(product):
+            say(
+                f"host {host}: GPU {index} is {card.get('name')}, but gpu_product is {product}. "
+                f"Fix: set gpu_product: {_product(card.get('name', ''))} for this host (MIG layouts and placement depend on it)."
+            )
+        current, pending = card.get("mig_current", ""), card.get("mig_pending", "")
+        if gpu.get("sharing") == "mig" and current.startswith("[N/A]"):
+            say(f"host {host}: GPU {index} ({card.get('name')}) reports no MIG mode, but gpu_sharing is mig. Fix: use gpu_sharing: time-slicing or exclusive on this host.")
+        elif current != pending and not pending.startswith("[N/A]"):
+            say(
+                f"host {host}: GPU {index} has a MIG mode change pending ({current} now, {pending} after a reset). "
+                "Fix: drain the node and reset the GPU (nvidia-smi -r) or reboot, then re-run."
             )
     return problems
 

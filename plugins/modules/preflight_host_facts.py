@@ -23,6 +23,12 @@ options:
     type: list
     elements: int
     default: []
+  gpu:
+    description:
+      - Also read the NVIDIA driver state (loaded module and its version, kernel headers) and, where
+        C(nvidia-smi) exists, each GPU's product name, driver version and MIG mode.
+    type: bool
+    default: false
 author:
   - Platform team
 """
@@ -96,6 +102,18 @@ ufw_active:
   description: Whether ufw is installed and enabled.
   returned: always
   type: bool
+nvidia_driver:
+  description: The loaded NVIDIA kernel driver's version (/proc/driver/nvidia/version), or null.
+  returned: when gpu
+  type: str
+kernel_headers:
+  description: Whether the running kernel's headers are installed (/lib/modules/<release>/build).
+  returned: when gpu
+  type: bool
+nvidia_smi:
+  description: Per GPU, name, driver_version, mig_current and mig_pending as nvidia-smi reports them; null without nvidia-smi.
+  returned: when gpu
+  type: list
 """
 
 import ctypes
@@ -103,6 +121,7 @@ import ctypes.util
 import glob
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -279,6 +298,48 @@ def ufw_active(root="/"):
     return any(line.strip() == "ENABLED=yes" for line in _read(os.path.join(root, "etc/ufw/ufw.conf")).splitlines())
 
 
+def nvidia_driver_version(root="/"):
+    """The loaded driver's version, from the first line of /proc/driver/nvidia/version."""
+    text = _read(os.path.join(root, "proc/driver/nvidia/version"))
+    match = re.search(r"Kernel Module(?: for [^ ]+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return match.group(1) if match else None
+
+
+def parse_nvidia_smi(text):
+    """nvidia-smi --query-gpu=name,driver_version,mig.mode.current,mig.mode.pending --format=csv,noheader."""
+    gpus = []
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == 4 and fields[0]:
+            gpus.append(dict(zip(("name", "driver_version", "mig_current", "mig_pending"), fields)))
+    return gpus
+
+
+def nvidia_smi():
+    binary = shutil.which("nvidia-smi")
+    if not binary:
+        return None
+    try:
+        result = subprocess.run(
+            [binary, "--query-gpu=name,driver_version,mig.mode.current,mig.mode.pending", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return [{"error": str(error)}]
+    if result.returncode != 0:
+        return [{"error": (result.stdout + result.stderr).strip()[:300]}]
+    return parse_nvidia_smi(result.stdout)
+
+
+def gpu_facts(root="/"):
+    release = platform.release()
+    return {
+        "nvidia_driver": nvidia_driver_version(root),
+        "kernel_headers": os.path.isdir(os.path.join(root, "lib/modules", release, "build")),
+        "nvidia_smi": nvidia_smi(),
+    }
+
+
 def collect(kernel_modules, ports, root="/"):
     ports = [int(p) for p in ports]
     owners = socket_owners(root)
@@ -314,10 +375,13 @@ def main():
         argument_spec={
             "kernel_modules": {"type": "list", "elements": "str", "default": []},
             "ports": {"type": "list", "elements": "int", "default": []},
+            "gpu": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     facts = collect(module.params["kernel_modules"], module.params["ports"])
+    if module.params["gpu"]:
+        facts.update(gpu_facts())
     module.exit_json(changed=False, **facts)
 
 

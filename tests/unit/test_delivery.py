@@ -207,3 +207,16 @@ def test_metallb_peers_without_bgp_pools_are_not_rendered():
 
 def test_metallb_nothing_without_pools():
     assert network_metallb.metallb_resources([], PEERS) == []
+
+
+def test_node_labels_are_merge_patches_of_valid_labels():
+    layer = {"name": "gpu", "wave": 50, "node_labels": [
+        {"name": "gpu-a100-01", "labels": {"nvidia.com/mig.config": "balanced-inference", "nvidia.com/device-plugin.config": "default"}},
+        {"name": "wk-01", "labels": {}},
+    ]}
+    assert pd.declaration_problems(layer, {}) == []
+    assert pd.node_label_patches(layer) == [
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-a100-01", "labels": {"nvidia.com/mig.config": "balanced-inference", "nvidia.com/device-plugin.config": "default"}}}
+    ]
+    bad = dict(layer, node_labels=[{"name": "gpu-01", "labels": {"nvidia.com/mig.config": "has space"}}])
+    assert pd.declaration_problems(bad, {}) == ["layer gpu: node gpu-01: nvidia.com/mig.config=has space is not a valid label"]

@@ -87,7 +87,83 @@ def test_gpu_host_needs_an_nvidia_device_and_no_nouveau():
     found = problems({"nouveau_loaded": True}, gpu=True)
     assert any("no NVIDIA GPU is on its PCI bus" in p for p in found)
     assert any("nouveau" in p for p in found)
-    assert problems({"nvidia_pci_devices": ["0000:17:00.0"]}, gpu=True) == []
+    assert problems({"nvidia_pci_devices": ["0000:17:00.0"], "nvidia_driver": "580.95.05"}, gpu=True) == []
+
+
+A100 = {"name": "NVIDIA A100-SXM4-80GB", "driver_version": "580.95.05", "mig_current": "Enabled", "mig_pending": "Enabled"}
+GPU_HOST = {"nvidia_pci_devices": ["0000:17:00.0"], "nvidia_driver": "580.95.05", "kernel_headers": True, "nvidia_smi": [A100, A100]}
+MIG_SETTINGS = {"product": "NVIDIA-A100-SXM4-80GB", "sharing": "mig", "host_driver": "auto", "driver_minimum": "570.0", "airgap": False}
+
+
+def gpu_problems(facts=None, **settings):
+    return ph.gpu_problems("gpu-01", dict(GOOD_FACTS, **dict(GPU_HOST, **(facts or {}))), dict(MIG_SETTINGS, **settings))
+
+
+def test_a_gpu_host_that_matches_its_inventory_passes():
+    assert gpu_problems() == []
+    # Without nvidia-smi (no host driver) nothing is read from the GPUs.
+    assert gpu_problems({"nvidia_driver": None, "nvidia_smi": None, "os": {"id": "ubuntu", "version_id": "24.04"}}) == []
+
+
+def test_the_product_the_hardware_reports_must_be_the_inventorys():
+    found = gpu_problems(product="NVIDIA-H100-80GB-HBM3")
+    assert found[0] == (
+        "host gpu-01: GPU 0 is NVIDIA A100-SXM4-80GB, but gpu_product is NVIDIA-H100-80GB-HBM3. "
+        "Fix: set gpu_product: NVIDIA-A100-SXM4-80GB for this host (MIG layouts and placement depend on it)."
+    )
+
+
+def test_an_old_host_driver_is_refused():
+    found = gpu_problems({"nvidia_driver": "535.183.01"})
+    assert found == [
+        "host gpu-01: NVIDIA driver 535.183.01 is older than 570.0, the oldest the platform's GPU Operator and CUDA images support. "
+        "Fix: upgrade the host's driver to 570.0 or newer, or uninstall it and set gpu_host_driver: auto."
+    ]
+
+
+def test_declared_driver_must_agree_with_the_host():
+    assert "gpu_host_driver is true, but no NVIDIA driver is loaded" in gpu_problems({"nvidia_driver": None, "nvidia_smi": None}, host_driver=True)[0]
+    assert "gpu_host_driver is false, but the host already runs NVIDIA driver 580.95.05" in gpu_problems(host_driver=False)[0]
+
+
+def test_the_driver_container_needs_a_supported_os_no_secure_boot_and_headers_offline():
+    no_driver = {"nvidia_driver": None, "nvidia_smi": None}
+    found = gpu_problems(no_driver)
+    assert found == [
+        "host gpu-01: no NVIDIA driver is installed, and NVIDIA publishes no GPU Operator driver container for debian. "
+        "Fix: install the driver on the host (Debian: nvidia-driver from non-free, or NVIDIA's CUDA repository), reboot and re-run; the operator then skips its driver here."
+    ]
+    ubuntu = dict(no_driver, os={"id": "ubuntu", "version_id": "24.04"}, secure_boot=True, kernel_headers=False)
+    found = gpu_problems(ubuntu, airgap=True)
+    assert len(found) == 2
+    assert "Secure Boot is on, and the kernel modules the GPU Operator's driver container builds are unsigned" in found[0]
+    assert found[1].startswith("host gpu-01: the headers of kernel 6.1.0-40-amd64 are not installed, and air-gapped the driver container cannot download them.")
+    # With a host driver none of that matters.
+    assert gpu_problems({"secure_boot": True, "kernel_headers": False}, airgap=True) == []
+
+
+def test_mig_mode_is_read_from_the_hardware():
+    no_mig = dict(A100, name="NVIDIA L40S", mig_current="[N/A]", mig_pending="[N/A]")
+    found = gpu_problems({"nvidia_smi": [no_mig]}, product="NVIDIA-L40S")
+    assert found == ["host gpu-01: GPU 0 (NVIDIA L40S) reports no MIG mode, but gpu_sharing is mig. Fix: use gpu_sharing: time-slicing or exclusive on this host."]
+    assert gpu_problems({"nvidia_smi": [no_mig]}, product="NVIDIA-L40S", sharing="time-slicing") == []
+    pending = dict(A100, mig_current="Disabled", mig_pending="Enabled")
+    assert "GPU 1 has a MIG mode change pending (Disabled now, Enabled after a reset)" in gpu_problems({"nvidia_smi": [A100, pending]})[0]
+    assert "nvidia-smi failed (NVIDIA-SMI has failed" in gpu_problems({"nvidia_smi": [{"error": "NVIDIA-SMI has failed because it couldn't communicate"}]})[0]
+
+
+def test_nvidia_smi_and_the_driver_version_are_parsed():
+    text = "NVIDIA H100 80GB HBM3, 580.95.05, Enabled, Enabled\nNVIDIA H100 80GB HBM3, 580.95.05, Disabled, Enabled\n"
+    assert facts_module.parse_nvidia_smi(text)[1] == {"name": "NVIDIA H100 80GB HBM3", "driver_version": "580.95.05", "mig_current": "Disabled", "mig_pending": "Enabled"}
+
+
+def test_the_loaded_driver_version_is_read_from_proc(tmp_path):
+    (tmp_path / "proc" / "driver" / "nvidia").mkdir(parents=True)
+    (tmp_path / "proc" / "driver" / "nvidia" / "version").write_text(
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.95.05  Tue Sep 23 09:51:41 UTC 2025\nGCC version:  gcc version 12.2.0\n"
+    )
+    assert facts_module.nvidia_driver_version(str(tmp_path)) == "580.95.05"
+    assert facts_module.nvidia_driver_version(str(tmp_path / "none")) is None
 
 
 def test_unreachable_host_is_reported_not_skipped():
