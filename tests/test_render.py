@@ -386,8 +386,8 @@ def test_gpu_layer_follows_each_hosts_sharing(rendered):
     assert policy["devicePlugin"]["config"] == {"name": "gpu-sharing", "default": "default"}
     assert policy["driver"]["enabled"] is True and policy["driver"]["version"] == BOM["bom_gpu_operands"]["driver"]["version"]
     assert policy["dcgmExporter"]["serviceMonitor"]["enabled"] is True and policy["dcgmExporter"]["serviceMonitor"]["honorLabels"] is True
-    # kubeadm's containerd imports the toolkit's drop-in.
-    assert policy["toolkit"]["env"] == [{"name": "CONTAINERD_CONFIG", "value": "/etc/containerd/conf.d/99-nvidia.toml"}]
+    # kubeadm: the toolkit's defaults (its drop-in, which layer 1's containerd imports).
+    assert policy["toolkit"]["env"] == []
     layouts = yaml.safe_load(docs[("ConfigMap", "gpu-mig-layouts")]["data"]["config.yaml"])
     assert layouts["mig-configs"]["all-disabled"] == [{"devices": "all", "mig-enabled": False}]
     assert layouts["mig-configs"]["balanced-inference"] == [{"devices": "all", "mig-enabled": True, "mig-devices": {"2g.20gb": 2, "1g.10gb": 3}}]
@@ -402,7 +402,7 @@ def test_gpu_layer_follows_each_hosts_sharing(rendered):
 
 def test_node_labels_pick_each_gpu_hosts_layout_and_driver(tmp_path):
     tree = tmp_path / "tree"
-    result = render_gitops("production", tree, "gpu", "--skip-tags", "gpu_hosts", "-e", "gpu_host_driver=true")
+    result = render_gitops("production", tree, "gpu", "--skip-tags", "gpu_hosts", "-e", "gpu_host_driver=true", "-e", "compute_distribution=k3s")
     assert result.returncode == 0, result.stdout[-3000:]
     out = result.stdout.replace("\n", " ")
     out = re.sub(r"\s+", " ", out)
@@ -411,3 +411,5 @@ def test_node_labels_pick_each_gpu_hosts_layout_and_driver(tmp_path):
     # Every host brings its driver: the operator's driver container is off.
     policy = next(doc for _, doc in documents(load_tree(tree)) if doc["kind"] == "ClusterPolicy")
     assert policy["spec"]["driver"]["enabled"] is False
+    # k3s: the toolkit is told only k3s's containerd socket.
+    assert policy["spec"]["toolkit"]["env"] == [{"name": "CONTAINERD_SOCKET", "value": "/run/k3s/containerd/containerd.sock"}]

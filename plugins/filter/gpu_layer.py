@@ -16,6 +16,7 @@ what the gpu role uses:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -101,11 +102,6 @@ def sharing_configs(replica_counts, fail_requests_greater_than_one=True):
     return configs
 
 
-def default_classes(settings):
-    """One class per product in the gpu group, named after it in lower case."""
-    return {p.lower(): [p] for p in sorted({s["product"] for s in settings.values() if s["product"]})}
-
-
 def node_affinity(products):
     """Required node affinity on GPU Feature Discovery's product label. A time-sliced
     GPU's label carries -SHARED, so both spellings are admitted."""
@@ -120,8 +116,11 @@ def node_affinity(products):
 
 
 def class_affinity(gpu_class, classes):
+    """Affinity for a class of gpu_classes; without classes, the name is a gpu_product."""
+    if not classes:
+        return node_affinity([gpu_class])
     if gpu_class not in classes:
-        raise ValueError(f"GPU class {gpu_class!r} is not defined; classes: {', '.join(sorted(classes)) or '(none)'}")
+        raise ValueError(f"GPU class {gpu_class!r} is not defined; classes: {', '.join(sorted(classes))}")
     return node_affinity(classes[gpu_class])
 
 
@@ -153,14 +152,9 @@ def quota_documents(quotas, labels=None):
     ]
 
 
-def _plain(value):
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
-        return value
-    return str(value)
+def _data(value):
+    """Ansible's lazy, tagged values as plain data (what yaml.safe_dump and comparisons need)."""
+    return json.loads(json.dumps(value))
 
 
 KEYS = ("gpu_product", "gpu_sharing", "gpu_mig_config", "gpu_time_slicing_replicas", "gpu_host_driver", "__gpu_host_facts")
@@ -168,23 +162,23 @@ KEYS = ("gpu_product", "gpu_sharing", "gpu_mig_config", "gpu_time_slicing_replic
 
 def gpu_host_settings(hostvars, names, default_host_driver="auto"):
     """Filter: ``hostvars | gpu_host_settings(groups['gpu'], gpu_host_driver)``."""
-    return host_settings({h: {k: _plain(hostvars[h][k]) for k in KEYS if k in hostvars[h]} for h in names}, str(default_host_driver))
+    return host_settings({h: {k: _data(hostvars[h][k]) for k in KEYS if k in hostvars[h]} for h in names}, str(default_host_driver))
 
 
 def gpu_node_affinity(gpu_class, classes):
-    """Filter: ``'a100-80gb' | gpu_node_affinity(gpu_classes)``: a pod's affinity for that GPU class."""
-    return class_affinity(str(gpu_class), _plain(classes))
+    """Filter: ``'training' | gpu_node_affinity(gpu_classes)``: a pod's affinity for that GPU class
+    (or, with no classes defined, for that gpu_product)."""
+    return class_affinity(str(gpu_class), _data(classes))
 
 
 class FilterModule:
     def filters(self):
         return {
             "gpu_host_settings": gpu_host_settings,
-            "gpu_node_labels": lambda settings: node_labels(_plain(settings)),
-            "gpu_mig_parted_config": lambda layouts: mig_parted_config(_plain(layouts)),
-            "gpu_sharing_configs": lambda replicas, fail=True: sharing_configs(_plain(replicas), fail),
-            "gpu_default_classes": lambda settings: default_classes(_plain(settings)),
+            "gpu_node_labels": lambda settings: node_labels(_data(settings)),
+            "gpu_mig_parted_config": lambda layouts: mig_parted_config(_data(layouts)),
+            "gpu_sharing_configs": lambda replicas, fail=True: sharing_configs(_data(replicas), fail),
             "gpu_node_affinity": gpu_node_affinity,
-            "gpu_quota_problems": lambda quotas: quota_problems(_plain(quotas)),
-            "gpu_quota_documents": lambda quotas, labels=None: quota_documents(_plain(quotas), _plain(labels or {})),
+            "gpu_quota_problems": lambda quotas: quota_problems(_data(quotas)),
+            "gpu_quota_documents": lambda quotas, labels=None: quota_documents(_data(quotas), _data(labels or {})),
         }

@@ -21,6 +21,7 @@ catalogue; the filters at the bottom are what the preflight and gpu roles use.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -259,23 +260,18 @@ def mig_problems(hosts, layouts, strategy):
     return problems
 
 
-def _plain(value):
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
-        return value
-    return str(value)
+def _data(value):
+    """Ansible's lazy, tagged values as plain data (what yaml.safe_dump and comparisons need)."""
+    return json.loads(json.dumps(value))
 
 
 def gpu_mig_problems(hostvars, groups, layouts=None, strategy="mixed"):
     """Filter: ``hostvars | gpu_mig_problems(groups, gpu_mig_configs, gpu_mig_strategy)``."""
     hosts = {
-        host: {key: _plain(hostvars[host][key]) for key in ("gpu_product", "gpu_sharing", "gpu_mig_config") if key in hostvars[host]}
+        host: {key: _data(hostvars[host][key]) for key in ("gpu_product", "gpu_sharing", "gpu_mig_config") if key in hostvars[host]}
         for host in groups.get("gpu", ())
     }
-    return mig_problems(hosts, _plain(layouts or {}), str(strategy))
+    return mig_problems(hosts, _data(layouts or {}), str(strategy))
 
 
 def gpu_mig_capable(product):
