@@ -167,7 +167,11 @@ def gpu_host_settings(hostvars, names, default_host_driver="auto"):
 
 def gpu_node_affinity(gpu_class, classes):
     """Filter: ``'training' | gpu_node_affinity(gpu_classes)``: a pod's affinity for that GPU class
-    (or, with no classes defined, for that gpu_product)."""
+    (or, with no classes defined, for that gpu_product); a list names the gpu_products themselves."""
+    if isinstance(gpu_class, (list, tuple)):
+        if not gpu_class:
+            raise ValueError("no GPU product to pin to: the list of gpu_product values is empty")
+        return node_affinity([str(p) for p in gpu_class])
     return class_affinity(str(gpu_class), _data(classes))
 
 

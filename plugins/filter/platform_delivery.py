@@ -6,7 +6,7 @@ A layer declares (see docs/delivery.md):
     wave: 20                 # Argo CD sync wave base, in layer order
     namespaces: [{name, pod_security}]
     bundles:    [{name, manifest}]                   # manifest: a key of bom_manifests (upstream CRDs)
-    releases:   [{name, chart, namespace, values}]   # chart: a key of bom_charts
+    releases:   [{name, chart, namespace, values, keep}] # chart: a key of bom_charts; keep: CRDs, never pruned
     manifests:  [<Kubernetes object>, ...]           # applied after the releases
     secrets:    [<Secret>, ...]                      # never written to the GitOps tree
     ready:      [{kind, name, namespace?}]           # what to wait for in direct mode
@@ -27,7 +27,7 @@ LAYER_KEYS = ("name", "wave", "namespaces", "bundles", "releases", "manifests", 
 # A label key: an optional DNS-subdomain prefix and a name of at most 63 characters.
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-RELEASE_KEYS = ("name", "chart", "namespace", "values")
+RELEASE_KEYS = ("name", "chart", "namespace", "values", "keep")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ARGOCD_DESTINATION = "https://kubernetes.default.svc"
 # Argo CD Applications are named <layer>-<part>; both must stay within a DNS label.
@@ -104,6 +104,17 @@ def node_label_commands(layer):
         f"kubectl label node {patch['metadata']['name']} --overwrite " + " ".join(f"{k}={v}" for k, v in patch["metadata"]["labels"].items())
         for patch in node_label_patches(layer)
     ]
+
+
+def secret_summaries(layer):
+    """Each Secret a layer creates as 'namespace/name (key, ...)': names only, never values,
+    for an operator who creates them by other means (gitops mode with secrets skipped)."""
+    lines = []
+    for secret in layer.get("secrets") or []:
+        meta = secret.get("metadata") or {}
+        keys = sorted({*(secret.get("stringData") or {}), *(secret.get("data") or {})})
+        lines.append(f"{meta.get('namespace', 'default')}/{meta.get('name')} ({', '.join(keys)})")
+    return sorted(lines)
 
 
 def namespace_documents(layer):
@@ -259,7 +270,7 @@ def argocd_applications(layer, charts, settings, mirror=None, manifests=None, gi
         apps.append(
             (
                 f"{name}-{index:02d}-{release['name']}.yaml",
-                _application(f"{name}-{release['name']}", wave + index, settings, source, release["namespace"]),
+                _application(f"{name}-{release['name']}", wave + index, settings, source, release["namespace"], keep=bool(release.get("keep"))),
             )
         )
     if layer.get("manifests"):
@@ -319,6 +330,7 @@ class FilterModule:
             "platform_namespace_documents": namespace_documents,
             "platform_node_label_patches": node_label_patches,
             "platform_node_label_commands": node_label_commands,
+            "platform_secret_summaries": secret_summaries,
             "platform_chart_source": chart_source,
             "platform_bundle_sources": bundle_sources,
             "platform_release_bases": release_bases,

@@ -688,6 +688,13 @@ def platform_inventory_problems(hostvars, groups, controller=None, extra_groups=
     )
 
 
+def role_settings(defaults, host_vars):
+    """A layer role's variables as the layer will see them: its defaults (defaults/main.yml,
+    the one place each is defined) under what the inventory or -e sets. Lets preflight judge
+    a layer's settings without the layer's play having run."""
+    return {key: host_vars[key] if key in host_vars else value for key, value in (defaults or {}).items()}
+
+
 class FilterModule:
     def filters(self):
-        return {"platform_inventory_problems": platform_inventory_problems}
+        return {"platform_inventory_problems": platform_inventory_problems, "platform_role_settings": role_settings}

@@ -75,3 +75,11 @@ def test_quotas_cap_gpu_requests_and_refuse_other_resources():
         "metadata": {"name": "gpu", "namespace": "ml-training", "labels": {"platform.ml/layer": "gpu"}},
         "spec": {"hard": {"requests.nvidia.com/gpu": "16"}},
     }]
+
+
+def test_the_filter_pins_to_a_list_of_products_and_refuses_none():
+    assert gl.gpu_node_affinity(["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"], {"training": ["x"]}) == gl.node_affinity(
+        ["NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3"]
+    )
+    with pytest.raises(ValueError, match="empty"):
+        gl.gpu_node_affinity([], {})

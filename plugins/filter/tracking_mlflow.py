@@ -1,0 +1,71 @@
+"""What the tracking layer checks and computes.
+
+- ``tracking_problems``: the tracking settings an operator can get wrong, each named
+  with its fix (preflight, and the role itself for runs with --tags tracking);
+- ``tracking_cidr_host_pattern``: the Host pattern (MLflow's --allowed-hosts, fnmatch)
+  that admits every address of a pod CIDR, so Prometheus, which names a pod by its
+  address, can scrape /metrics while the security middleware refuses other hosts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
+
+
+def problems(settings, node_count, pod_cidr=None):
+    """settings: the tracking role's variables (defaults under the inventory's values);
+    node_count: the nodes PostgreSQL's instances can spread over."""
+    found = []
+    schedule = str(settings.get("tracking_postgres_backup_schedule", ""))
+    if len(schedule.split()) != 6:
+        found.append(
+            f"tracking_postgres_backup_schedule: {schedule!r} has {len(schedule.split())} fields; CloudNativePG's schedule has six, "
+            "seconds first. Fix: such as '0 0 2 * * *' (02:00 every day)."
+        )
+    retention = str(settings.get("tracking_postgres_backup_retention", ""))
+    if not RETENTION.match(retention):
+        found.append(f"tracking_postgres_backup_retention: {retention!r} is not a number of days, weeks or months. Fix: such as 30d, 8w or 6m.")
+    permission = settings.get("tracking_mlflow_default_permission")
+    if permission not in PERMISSIONS:
+        found.append(f"tracking_mlflow_default_permission: {permission!r} is not one of {', '.join(PERMISSIONS)}. Fix: READ lets users see each other's runs.")
+    instances = settings.get("tracking_postgres_instances", 0)
+    if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
+        found.append(f"tracking_postgres_instances: {instances!r} must be 0 (derive from the nodes) or a positive number.")
+    elif instances > max(1, int(node_count)):
+        found.append(
+            f"tracking_postgres_instances: {instances} PostgreSQL instances, but the inventory has {node_count} node(s) and each instance "
+            "needs its own. Fix: set it to at most the node count, or 0 to derive it."
+        )
+    workers = settings.get("tracking_mlflow_workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        found.append(f"tracking_mlflow_workers: {workers!r} must be a positive number.")
+    if pod_cidr:
+        try:
+            cidr_host_pattern(pod_cidr)
+        except ValueError as err:
+            found.append(f"compute_pod_cidr: {err}; MLflow admits Prometheus's scrapes by pod address. Fix: use an IPv4 pod CIDR.")
+    return found
+
+
+def cidr_host_pattern(cidr):
+    """'10.42.0.0/16' -> '10.42.*'. The pattern covers the whole CIDR (it may cover more
+    when the prefix is not a multiple of 8: 172.16.0.0/12 -> '172.*'). IPv6 CIDRs are
+    refused: MLflow's IPv6 Host patterns match brackets, which Prometheus's targets lack."""
+    network = ipaddress.ip_network(str(cidr), strict=False)
+    if network.version != 4:
+        raise ValueError(f"{cidr}: only IPv4 pod CIDRs are supported")
+    octets = network.prefixlen // 8
+    if octets == 0:
+        return "*"
+    if octets == 4:
+        return str(network.network_address)
+    return ".".join(str(network.network_address).split(".")[:octets]) + ".*"
+
+
+class FilterModule:
+    def filters(self):
+        return {"tracking_cidr_host_pattern": cidr_host_pattern, "tracking_problems": problems}
