@@ -1,0 +1,222 @@
+"""The MLflow server the tracking layer runs, started for real: the start script and
+the environment the rendered Deployment gives it (MLflow 3.17.2, the release
+bom_images.mlflow pins, from the test virtualenv), and the users job's script from
+the rendered ConfigMap. Only what needs a cluster is swapped: a SQLite file for the
+PostgreSQL database, a local port, the credentials the Secrets would hold, and this
+test's directory for /tmp. Artifacts (S3) are not exercised here."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import BIN, render_gitops
+from k8s_schemas import load_tree
+
+DOMAIN = "ml-platform.internal"
+ADMIN = ("admin", "admin-password-for-the-test-0123")
+TRAINING = ("training", "training-password-for-the-test-01")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    pytest.importorskip("mlflow")
+    work = tmp_path_factory.mktemp("mlflow")
+    tree = work / "tree"
+    result = render_gitops("lab", tree, "tracking")
+    assert result.returncode == 0, result.stdout[-3000:]
+    docs = {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
+    return work, docs
+
+
+def container_env(container, secrets, tmp):
+    """The container's environment with its Secret references filled in and /tmp moved."""
+    env = {}
+    for var in container["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"].replace("/tmp", str(tmp))
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = secrets[ref["name"]][ref["key"]]
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(rendered):
+    work, docs = rendered
+    deployment = docs[("Deployment", "mlflow")]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    port = free_port()
+    tmp = work / "pod-tmp"
+    tmp.mkdir()
+    database = f"sqlite:///{work}/mlflow.db"
+    secrets = {
+        "mlflow-db-app": {"uri": database},
+        "mlflow-server": {"admin-username": ADMIN[0], "admin-password": ADMIN[1], "flask-secret-key": "k" * 40},
+        "object-store-mlflow": {"AWS_ACCESS_KEY_ID": "mlflow", "AWS_SECRET_ACCESS_KEY": "s" * 40, "AWS_REGION": "us-east-1",
+                                "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:1"},
+    }
+    env = dict(os.environ, **container_env(container, secrets, tmp))
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    script = container["args"][0].replace("/tmp", str(tmp)).replace("--port 5000", f"--port {port}").replace("--host 0.0.0.0", "--host 127.0.0.1")
+    log = open(work / "server.log", "w")
+    process = subprocess.Popen([*container["command"], script], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if process.poll() is not None or "Traceback" in (work / "server.log").read_text():
+            pytest.fail(f"mlflow server failed: {(work / 'server.log').read_text()[-3000:]}")
+        try:
+            if request(port, "GET", "/health")[0] == 200:
+                break
+        except OSError:
+            time.sleep(1)
+    else:
+        pytest.fail(f"mlflow server did not start: {(work / 'server.log').read_text()[-3000:]}")
+    yield port, env, docs, work, database
+    os.killpg(process.pid, 15)
+    process.wait(timeout=30)
+    log.close()
+
+
+def request(port, method, path, login=None, host=None, body=None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Host": host or f"mlflow.{DOMAIN}"}
+    if login:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode()
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        body = json.dumps(body)
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    return response.status, response.read().decode(errors="replace")
+
+
+def run_users_job(docs, work, database, users):
+    """The mlflow-users job as the rendered ConfigMap and Job give it."""
+    job = next(d for (kind, _), d in docs.items() if kind == "Job" and d["metadata"]["name"].startswith("mlflow-users-"))
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    users_dir = work / "users"
+    users_dir.mkdir(exist_ok=True)
+    for name, password in users:
+        (users_dir / name).write_text(password)
+    script = work / "mlflow-users.py"
+    script.write_text(docs[("ConfigMap", "mlflow-scripts")]["data"]["mlflow-users.py"])
+    env = dict(os.environ, **container_env(container, {"mlflow-db-app": {"uri": database}}, work), MLFLOW_USERS_DIR=str(users_dir))
+    assert container["command"] == ["python", "/scripts/mlflow-users.py"]
+    return subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_start_script_hands_mlflow_the_database_uri_intact(rendered, tmp_path):
+    """configparser would read a '%' of a URL-escaped password as interpolation; the script doubles it."""
+    _, docs = rendered
+    container = docs[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "mlflow").write_text(
+        f"#!{sys.executable}\nimport configparser, os\nc = configparser.ConfigParser()\nc.read(os.environ['MLFLOW_AUTH_CONFIG_PATH'])\n"
+        "print(c['mlflow']['database_uri']); print(c['mlflow']['default_permission'])\n"
+    )
+    (fake / "mlflow").chmod(0o755)
+    uri = "postgresql://mlflow:p%40ss%2Fw0rd@mlflow-db-rw.ml-tracking:5432/mlflow"
+    env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=uri, MLFLOW_DEFAULT_PERMISSION="READ",
+               MLFLOW_AUTH_CONFIG_PATH=str(tmp_path / "auth" / "basic_auth.ini"), PATH=f"{fake}{os.pathsep}{os.environ['PATH']}")
+    script = container["args"][0].replace("/tmp", str(tmp_path))
+    result = subprocess.run([*container["command"], script], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [uri, "READ"]
+    # Only the server can read what it wrote.
+    assert (tmp_path / "auth" / "basic_auth.ini").stat().st_mode & 0o077 == 0
+
+
+def test_mlflow_answers_only_behind_its_login(server):
+    port, *_ = server
+    assert request(port, "GET", "/health")[0] == 200
+    assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1")[0] == 401
+    assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=(ADMIN[0], "wrong-password-000"))[0] == 401
+    assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=ADMIN)[0] == 200
+
+
+def test_mlflow_answers_the_gateway_service_and_pod_names_only(server):
+    port, *_ = server
+    path = "/api/2.0/mlflow/experiments/search?max_results=1"
+    for host in (f"mlflow.{DOMAIN}", "mlflow.ml-tracking.svc.cluster.local:5000", "mlflow:5000", "10.42.7.9:5000"):
+        assert request(port, "GET", path, login=ADMIN, host=host)[0] == 200, host
+    assert request(port, "GET", path, login=ADMIN, host="attacker.example.com")[0] == 403
+
+
+def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server):
+    port, _, docs, work, database = server
+    result = run_users_job(docs, work, database, [ADMIN, TRAINING])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "training: created" in result.stdout and "admin: unchanged" in result.stdout
+    assert TRAINING[1] not in result.stdout + result.stderr
+    status, body = request(port, "POST", "/api/2.0/mlflow/experiments/create", login=TRAINING, body={"name": "iris"})
+    assert status == 200, body
+    experiment = json.loads(body)["experiment_id"]
+    status, body = request(port, "POST", "/api/2.0/mlflow/runs/create", login=TRAINING, body={"experiment_id": experiment})
+    assert status == 200, body
+    # Re-run: nothing changes; a rotated password takes effect without the old one.
+    assert "training: unchanged" in run_users_job(docs, work, database, [ADMIN, TRAINING]).stdout
+    rotated = (TRAINING[0], "a-rotated-training-password-0001")
+    assert "training: updated" in run_users_job(docs, work, database, [ADMIN, rotated]).stdout
+    assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=TRAINING)[0] == 401
+    assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=rotated)[0] == 200
+
+
+def test_prometheus_reads_the_metrics_through_the_metrics_container_only(server):
+    """MLflow shows /metrics to admins only; the pod's metrics container reads it with the
+    pod's own admin login and serves nothing else."""
+    port, env, docs, work, database = server
+    run_users_job(docs, work, database, [ADMIN, TRAINING])
+    assert request(port, "GET", "/metrics", login=TRAINING)[0] == 403
+    spec = docs[("Deployment", "mlflow")]["spec"]["template"]["spec"]
+    sidecar = next(c for c in spec["containers"] if c["name"] == "metrics")
+    metrics_port = free_port()
+    sidecar_env = container_env(sidecar, {"mlflow-server": {"admin-username": ADMIN[0], "admin-password": ADMIN[1]}}, work)
+    assert sidecar_env["MLFLOW_METRICS_UPSTREAM"] == "http://127.0.0.1:5000/metrics"
+    sidecar_env.update(MLFLOW_METRICS_UPSTREAM=f"http://127.0.0.1:{port}/metrics", MLFLOW_METRICS_PORT=str(metrics_port))
+    script = work / "mlflow-metrics.py"
+    script.write_text(docs[("ConfigMap", "mlflow-scripts")]["data"]["mlflow-metrics.py"])
+    assert sidecar["command"] == ["python", "/scripts/mlflow-metrics.py"]
+    process = subprocess.Popen([sys.executable, str(script)], env=dict(os.environ, **sidecar_env))
+    try:
+        for _ in range(50):
+            try:
+                status, body = request(metrics_port, "GET", "/metrics")
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200 and "mlflow_http_request" in body, body[:500]
+        assert request(metrics_port, "GET", "/api/2.0/mlflow/experiments/search")[0] == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    monitor = docs[("ServiceMonitor", "mlflow")]["spec"]["endpoints"]
+    assert monitor == [{"port": "metrics", "path": "/metrics"}]
+    ports = {p["name"]: p["port"] for p in docs[("Service", "mlflow")]["spec"]["ports"]}
+    assert ports == {"http": 5000, "metrics": 9102}
+
+
+def test_the_server_keeps_no_state_in_its_pod(rendered):
+    _, docs = rendered
+    spec = docs[("Deployment", "mlflow")]["spec"]["template"]["spec"]
+    # Only memory-backed scratch space: runs, users and models are in PostgreSQL, artifacts in the bucket.
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
+                               {"name": "scripts", "configMap": {"name": "mlflow-scripts"}}]
+    args = spec["containers"][0]["args"][0]
+    assert "--serve-artifacts --artifacts-destination s3://mlflow-artifacts/" in args
+    assert "--app-name basic-auth" in args
