@@ -69,11 +69,41 @@ def crd_schemas():
     return schemas
 
 
+# Cilium's CRDs are not in ../shared/crds (its repository is too large to bring in).
+# The platform writes one Cilium kind, for the one rule a Kubernetes NetworkPolicy
+# cannot express (traffic from Cilium's gateway carries the reserved identity
+# "ingress"); this schema holds just the fields it uses, as Cilium v1.19's
+# pkg/policy/api (Rule, IngressRule, PortRule, PortProtocol) and its docs name them,
+# closed like the others so a typo is still caught.
+_LABEL_SELECTOR = {"type": "object", "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}}
+_CILIUM_SCHEMAS = {
+    ("cilium.io/v2", "CiliumNetworkPolicy"): _closed({
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["endpointSelector"],
+                "properties": {
+                    "endpointSelector": _LABEL_SELECTOR,
+                    "ingress": {"type": "array", "items": {"type": "object", "properties": {
+                        "fromEntities": {"type": "array", "items": {"enum": ["host", "remote-node", "kube-apiserver", "ingress", "cluster", "init", "health", "unmanaged", "world", "all"]}},
+                        "toPorts": {"type": "array", "items": {"type": "object", "properties": {
+                            "ports": {"type": "array", "items": {"type": "object", "required": ["port"], "properties": {
+                                "port": {"type": "string", "pattern": "^[0-9]+$"}, "protocol": {"enum": ["TCP", "UDP", "SCTP", "ANY"]}}}}}}},
+                    }}},
+                },
+            }
+        },
+    }),
+}
+
+
 def validate(document, kubernetes_version):
     """Errors for one document (an empty list when it is valid)."""
     key = (document.get("apiVersion"), document.get("kind"))
     group = key[0].split("/")[0] if "/" in key[0] else ""
-    schema = crd_schemas().get(key)
+    schema = crd_schemas().get(key) or _CILIUM_SCHEMAS.get(key)
     # Custom resources, and the built-in groups named *.k8s.io (storage, rbac, networking) that
     # are not CRDs such as Gateway API's.
     if schema is not None or ("." in group and not group.endswith(".k8s.io")):

@@ -3,47 +3,14 @@ check every document the tree holds: schemas, pins, namespaces, and no secrets."
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 
 import pytest
 import yaml
 
-from conftest import ROOT, render_gitops
+from conftest import BOM, KUBERNETES, ROOT, digest, documents, render, render_gitops
 from k8s_schemas import CRD_DIR, load_tree, validate
-
-BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
-KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
-LAYER_TAGS = "preflight_inventory,network,storage,observability,gpu"
-INVENTORIES = ["lab", "production", "airgap"]
-
-
-def render(inventory, tree, *extra):
-    """Render the layers in gitops mode, touching no host: the storage and GPU host plays are skipped."""
-    return render_gitops(inventory, tree, LAYER_TAGS, "--skip-tags", "storage_hosts,gpu_hosts", *extra)
-
-
-def digest(tree):
-    return {str(p.relative_to(tree)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tree.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module", params=INVENTORIES)
-def rendered(request, tmp_path_factory):
-    if not CRD_DIR.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CRD_DIR} is missing: CI runs with ../shared beside the clone")
-        pytest.skip(f"{CRD_DIR} is missing")
-    tree = tmp_path_factory.mktemp(f"tree-{request.param}")
-    result = render(request.param, tree)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return request.param, tree, load_tree(tree)
-
-
-def documents(tree_docs):
-    return [(path, doc) for path, docs in tree_docs.items() for doc in docs]
-
 
 def test_every_document_is_valid_for_its_schema(rendered):
     _, _, tree_docs = rendered
@@ -105,6 +72,8 @@ def test_sync_waves_follow_layer_order(rendered):
     assert waves["network-namespaces"] == waves["network-gateway-api-crds"] < waves["network-cilium"] < waves["network-metallb"] < waves["network-manifests"]
     assert waves["network-manifests"] < waves["storage-namespaces"] < waves["storage-longhorn"] < waves["storage-minio-operator"] < waves["storage-manifests"]
     assert waves["storage-manifests"] < waves["observability-namespaces"] < waves["observability-kube-prometheus-stack"] < waves["observability-manifests"]
+    assert waves["observability-manifests"] < waves["serving-namespaces"] < waves["serving-cert-manager"] < waves["serving-kserve-crd"] < waves["serving-kserve"] < waves["serving-manifests"]
+    assert waves["serving-manifests"] < waves["tracking-namespaces"] < waves["tracking-cloudnative-pg"] < waves["tracking-manifests"]
 
 
 def test_every_namespace_has_pod_security_labels(rendered):
@@ -124,7 +93,11 @@ def test_no_secret_or_credential_is_written(rendered):
     generated = yaml.safe_load((credentials / "object-store.yml").read_text())
     secrets = [fields["secret_key"] for fields in generated.values()]
     secrets.append(yaml.safe_load((credentials / "observability.yml").read_text())["grafana"]["password"])
-    assert len(secrets) == 6 and all(len(s) == 40 for s in secrets)
+    tracking = yaml.safe_load((credentials / "tracking.yml").read_text())
+    secrets += [tracking["admin"]["password"], tracking["training"]["password"], tracking["flask"]["secret_key"]]
+    assert len(secrets) == 11 and all(len(s) == 40 for s in secrets)
+    secrets += [fields["token"] for fields in yaml.safe_load((credentials / "serving.yml").read_text()).values()]
+    assert len(secrets[-1]) == 48
     for path in tree.rglob("*"):
         if path.is_file():
             text = path.read_text()
@@ -218,12 +191,12 @@ def test_the_object_store_setup_covers_every_bucket_and_service(rendered):
     docs = dict(((doc["kind"], doc["metadata"]["name"]), doc) for _, doc in documents(tree_docs))
     data = docs[("ConfigMap", "minio-setup")]["data"]
     buckets = dict(line.split() for line in data["buckets"].splitlines())
-    assert buckets == {"mlflow-artifacts": "on", "training-datasets": "on", "kserve-models": "on", "workflow-artifacts": "on"}
+    assert buckets == {"mlflow-artifacts": "on", "training-datasets": "on", "kserve-models": "on", "workflow-artifacts": "on", "platform-backups": "on"}
     for bucket in buckets:
         rules = json.loads(data[f"lifecycle-{bucket}.json"])["Rules"]
         assert {"ID": "expire-scratch", "Status": "Enabled", "Filter": {"Prefix": "scratch/"}, "Expiration": {"Days": 7}} in rules
     users = dict(line.split() for line in data["users"].splitlines())
-    assert users == {u: f"platform-{u}" for u in ("argo", "kserve", "mlflow", "training")}
+    assert users == {u: f"platform-{u}" for u in ("argo", "kserve", "mlflow", "postgres", "training")}
     kserve = json.loads(data["policy-platform-kserve.json"])
     assert all(not a.startswith(("s3:Put", "s3:Delete")) for st in kserve["Statement"] for a in st["Action"])
     jobs = [doc for (kind, _), doc in docs.items() if kind == "Job"]
@@ -259,7 +232,7 @@ def test_an_external_object_store_needs_its_endpoint_and_keys(tmp_path):
     assert "lacks argo.access_key, argo.secret_key" in result.stdout
     credentials = tmp_path / "tree-credentials"
     credentials.mkdir(mode=0o700, exist_ok=True)
-    keys = {u: {"access_key": f"{u}-key", "secret_key": f"{u}-secret-value"} for u in ("argo", "kserve", "mlflow", "training")}
+    keys = {u: {"access_key": f"{u}-key", "secret_key": f"{u}-secret-value"} for u in ("argo", "kserve", "mlflow", "postgres", "training")}
     (credentials / "object-store.yml").write_text(yaml.safe_dump(keys))
     (credentials / "object-store.yml").chmod(0o600)
     result = render("lab", tree, *args)
