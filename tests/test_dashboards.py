@@ -46,7 +46,7 @@ def test_metric_names_are_read_from_expressions():
 @pytest.fixture(scope="module")
 def dashboards(tmp_path_factory):
     tree = tmp_path_factory.mktemp("tree")
-    result = render_gitops("production", tree, "observability,gpu", "--skip-tags", "gpu_hosts")
+    result = render_gitops("production", tree, "observability,gpu,serving", "--skip-tags", "gpu_hosts")
     assert result.returncode == 0, result.stdout[-3000:]
     maps = [d for docs in load_tree(tree).values() for d in docs if d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
     assert maps
