@@ -52,3 +52,14 @@ def test_distributions_install_the_same_kubernetes():
     assert BOM["bom_binaries"]["kubernetes"]["version"] == kubeadm
     assert BOM["bom_binaries"]["k3s"]["version"] == k3s
     assert ".".join(kubeadm.split(".")[:2]) in BOM["bom_kubernetes_supported_minors"]
+
+
+def test_postgres_backups_move_to_the_plugin_before_cloudnative_pg_1_31():
+    """CloudNativePG 1.31 removes the in-tree barmanObjectStore the tracking layer backs up
+    with (1.30 release notes, #11083): a bump past 1.30 must come with the Barman Cloud
+    plugin (its chart, its ObjectStore and spec.plugins), or MLflow's backups would stop."""
+    major, minor = (int(part) for part in BOM["bom_charts"]["cloudnative_pg"]["app_version"].split(".")[:2])
+    uses_in_tree = "barmanObjectStore:" in (ROOT / "roles" / "tracking" / "templates" / "postgres.yml.j2").read_text()
+    assert not (uses_in_tree and (major, minor) >= (1, 31))
+    # The image must carry barman-cloud for in-tree backups: CloudNativePG's "system" images do.
+    assert not uses_in_tree or "-system-" in BOM["bom_images"]["postgresql"]["tag"]
