@@ -88,6 +88,47 @@ def proxy_documents(name, namespace, labels, config, auth_secret, image, replica
     ]
 
 
+def basic_auth_config(uis, writer, htpasswd="/etc/nginx/auth/htpasswd"):
+    """The nginx configuration of a login proxy in front of UIs that have no login of
+    their own: for each {name, host, upstream}, a server that asks for HTTP basic auth
+    (the bcrypt htpasswd of the proxy's Secret) and proxies to the upstream, which never
+    sees the login. Any other host gets 404; /healthz answers the probes."""
+    lines = [
+        f"# Written by the ml-platform installer ({writer}): the login in",
+        "# front of UIs without one, reached through the platform gateway.",
+        "server {",
+        "    listen 8080 default_server;",
+        "    location = /healthz {",
+        "        access_log off;",
+        '        return 200 "ok\\n";',
+        "    }",
+        "    location / {",
+        "        return 404;",
+        "    }",
+        "}",
+    ]
+    for ui in uis:
+        lines += [
+            "server {",
+            "    listen 8080;",
+            f"    server_name {ui['host']};",
+            f'    auth_basic "ml-platform {ui["name"]}";',
+            f"    auth_basic_user_file {htpasswd};",
+            "    location / {",
+            f"        proxy_pass {ui['upstream']};",
+            "        proxy_http_version 1.1;",
+            "        proxy_set_header Host $host;",
+            "        proxy_set_header X-Forwarded-Proto https;",
+            "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            "        # The login stops here.",
+            '        proxy_set_header Authorization "";',
+            "        proxy_read_timeout 300s;",
+            "    }",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 class FilterModule:
     def filters(self):
-        return {"platform_proxy_documents": proxy_documents}
+        return {"platform_proxy_documents": proxy_documents, "platform_basic_auth_config": basic_auth_config}

@@ -1,0 +1,64 @@
+"""Train the iris classifier: the platform's example pipeline step (WorkflowTemplate
+train-iris, and the smoke check's run of it).
+
+Logs its parameters, its accuracy and the model to MLflow (the model through the
+tracking server into mlflow-artifacts), registers the model as a new version of
+MODEL_NAME with the model's serving location as its tag serving_uri, and puts the
+model where KServe reads models: s3://MODEL_BUCKET/MODEL_PREFIX/model.joblib.
+Everything it needs comes from the Secret mlflow-client (MLFLOW_TRACKING_*, the
+training user's S3 keys and endpoint) and these environment variables. Writes its
+result as JSON to RESULT_FILE for the workflow's output parameters."""
+
+import json
+import os
+import tempfile
+
+import boto3
+import joblib
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+
+def main():
+    experiment = os.environ.get("EXPERIMENT", "iris")
+    model_name = os.environ.get("MODEL_NAME", "iris")
+    bucket = os.environ["MODEL_BUCKET"]
+    prefix = os.environ["MODEL_PREFIX"].strip("/")
+    regularisation = float(os.environ.get("C", "1.0"))
+    features, labels = load_iris(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(features, labels, test_size=0.2, random_state=42, stratify=labels)
+
+    mlflow.set_experiment(experiment)
+    client = MlflowClient()
+    with mlflow.start_run(run_name=os.environ.get("RUN_NAME") or None) as run:
+        model = LogisticRegression(C=regularisation, max_iter=500).fit(x_train, y_train)
+        accuracy = float(model.score(x_test, y_test))
+        mlflow.log_params({"C": regularisation, "max_iter": 500, "test_size": 0.2})
+        mlflow.log_metric("accuracy", accuracy)
+        serving_uri = f"s3://{bucket}/{prefix}"
+        with tempfile.TemporaryDirectory() as work:
+            path = os.path.join(work, "model.joblib")
+            joblib.dump(model, path)
+            mlflow.log_artifact(path, artifact_path="model")
+            boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL")).upload_file(path, bucket, f"{prefix}/model.joblib")
+        try:
+            client.create_registered_model(model_name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(
+            model_name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags={"serving_uri": serving_uri}
+        )
+    result = {"run_id": run.info.run_id, "model_name": model_name, "model_version": version.version,
+              "accuracy": accuracy, "serving_uri": serving_uri}
+    print(json.dumps(result))
+    with open(os.environ.get("RESULT_FILE", "/tmp/result.json"), "w") as handle:
+        json.dump(result, handle)
+
+
+if __name__ == "__main__":
+    main()
