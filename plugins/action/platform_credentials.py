@@ -14,6 +14,7 @@ the password, so the hash (and whatever is built from it) is stable.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import secrets
@@ -78,8 +79,10 @@ def resolve(existing, wanted, rotate=(), generate_missing=True, length=40):
     return result, generated, missing
 
 
-def with_bcrypt(entries, existing, names):
-    """Add password_bcrypt to the named entries; (entries, names whose hash was made)."""
+def with_bcrypt(entries, existing, names, now=None):
+    """Add password_bcrypt to the named entries, and password_changed, when the hash was
+    made (UTC, RFC 3339: what Argo CD's admin.passwordMtime wants, so a rotation ends the
+    sessions of the old password); (entries, names whose hash was made)."""
     made = []
     for name in names:
         entry = entries.get(name)
@@ -91,10 +94,12 @@ def with_bcrypt(entries, existing, names):
             matches = bool(current) and bcrypt.checkpw(password, current.encode())
         except ValueError:
             matches = False
-        if matches:
-            entry["password_bcrypt"] = current
+        changed = str((existing.get(name) or {}).get("password_changed") or "")
+        if matches and changed:
+            entry["password_bcrypt"], entry["password_changed"] = current, changed
         else:
-            entry["password_bcrypt"] = bcrypt.hashpw(password, bcrypt.gensalt()).decode()
+            entry["password_bcrypt"] = current if matches else bcrypt.hashpw(password, bcrypt.gensalt()).decode()
+            entry["password_changed"] = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
             made.append(name)
     return entries, made
 

@@ -283,6 +283,31 @@ def argocd_applications(layer, charts, settings, mirror=None, manifests=None, gi
     return apps
 
 
+def app_project(settings, charts, mirror=None, manifests=None, git_mirror=None, extra_repos=()):
+    """The AppProject every platform Application belongs to: it may read only the tree's
+    repository, the pinned charts' repositories (or the mirror) and the bundles' Git
+    repositories (or the Git mirror), and deploy to this cluster."""
+    repos = {settings["repo_url"], *map(str, extra_repos or ())}
+    for chart in (charts or {}).values():
+        where = chart_source(chart, mirror)
+        repos.add(where["chart_ref"][len("oci://"):].rsplit("/", 1)[0] if where["oci"] else where["repo_url"])
+    for entry in (manifests or {}).values():
+        if isinstance(entry, Mapping) and entry.get("git"):
+            repos.add(bundle_git_source(entry, git_mirror)["repoURL"])
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AppProject",
+        "metadata": {"name": settings["argocd_project"], "namespace": settings["argocd_namespace"], "labels": {"app.kubernetes.io/part-of": "ml-platform"}},
+        "spec": {
+            "description": "The ML platform's layers, as the installer writes them",
+            "sourceRepos": sorted(r for r in repos if r),
+            "destinations": [{"server": ARGOCD_DESTINATION, "namespace": "*"}],
+            "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+            "namespaceResourceWhitelist": [{"group": "*", "kind": "*"}],
+        },
+    }
+
+
 def root_application(settings):
     """The app-of-apps an operator applies once to hand the platform to Argo CD."""
     app = _application("ml-platform", 0, settings, _git_source(settings, "apps"), settings["argocd_namespace"])
@@ -336,5 +361,6 @@ class FilterModule:
             "platform_release_bases": release_bases,
             "platform_gitops_files": gitops_files,
             "platform_root_application": root_application,
+            "platform_app_project": app_project,
             "platform_ready_checks": ready_checks,
         }

@@ -42,8 +42,9 @@ options:
   bcrypt:
     description:
       - Entries that also keep C(password_bcrypt), a bcrypt hash of their C(password) for an htpasswd
-        file. The hash is kept while it matches the password and made again when it does not (after a
-        rotation), so what is built from it stays the same between runs.
+        file, and C(password_changed), when that hash was made (UTC, RFC 3339). The hash is kept while
+        it matches the password and made again when it does not (after a rotation), so what is built
+        from it stays the same between runs.
     type: list
     elements: str
     default: []

@@ -80,3 +80,18 @@ def test_a_bcrypt_hash_is_kept_while_it_matches_and_made_again_after_rotation():
     # A hash that does not match (edited by hand) is replaced.
     _, made = creds.with_bcrypt({"ui": dict(stored["ui"], password="changed-by-hand")}, stored, ["ui"])
     assert made == ["ui"]
+
+
+def test_a_new_hash_records_when_the_password_changed():
+    import datetime
+
+    first_time = datetime.datetime(2026, 12, 1, 8, 30, tzinfo=datetime.timezone.utc)
+    wanted = {"ui": {"user": "admin", "password": None}}
+    entries, _, _ = creds.resolve({}, wanted)
+    entries, _ = creds.with_bcrypt(entries, {}, ["ui"], now=first_time)
+    assert entries["ui"]["password_changed"] == "2026-12-01T08:30:00Z"
+    stored = {"ui": dict(entries["ui"])}
+    again, made = creds.with_bcrypt(creds.resolve(stored, wanted)[0], stored, ["ui"], now=first_time + datetime.timedelta(days=1))
+    assert made == [] and again["ui"]["password_changed"] == "2026-12-01T08:30:00Z"
+    rotated, made = creds.with_bcrypt(creds.resolve(stored, wanted, rotate=["ui"])[0], stored, ["ui"], now=first_time + datetime.timedelta(days=2))
+    assert made == ["ui"] and rotated["ui"]["password_changed"] == "2026-12-03T08:30:00Z"

@@ -4,13 +4,15 @@ train-iris, and the smoke check's run of it).
 Logs its parameters, its accuracy and the model to MLflow (the model through the
 tracking server into mlflow-artifacts), registers the model as a new version of
 MODEL_NAME with the model's serving location as its tag serving_uri, and puts the
-model where KServe reads models: s3://MODEL_BUCKET/MODEL_PREFIX/model.joblib.
+model where KServe reads models: s3://MODEL_BUCKET/MODEL_PREFIX/model.joblib (and, for
+the workflow's output artifact, at MODEL_OUTPUT).
 Everything it needs comes from the Secret mlflow-client (MLFLOW_TRACKING_*, the
 training user's S3 keys and endpoint) and these environment variables. Writes its
 result as JSON to RESULT_FILE for the workflow's output parameters."""
 
 import json
 import os
+import shutil
 import tempfile
 
 import boto3
@@ -45,6 +47,9 @@ def main():
             joblib.dump(model, path)
             mlflow.log_artifact(path, artifact_path="model")
             boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL")).upload_file(path, bucket, f"{prefix}/model.joblib")
+            if os.environ.get("MODEL_OUTPUT"):
+                os.makedirs(os.path.dirname(os.environ["MODEL_OUTPUT"]), exist_ok=True)
+                shutil.copyfile(path, os.environ["MODEL_OUTPUT"])
         try:
             client.create_registered_model(model_name)
         except MlflowException as err:
@@ -56,7 +61,9 @@ def main():
     result = {"run_id": run.info.run_id, "model_name": model_name, "model_version": version.version,
               "accuracy": accuracy, "serving_uri": serving_uri}
     print(json.dumps(result))
-    with open(os.environ.get("RESULT_FILE", "/tmp/result.json"), "w") as handle:
+    result_file = os.environ.get("RESULT_FILE", "/tmp/result.json")
+    os.makedirs(os.path.dirname(result_file), exist_ok=True)
+    with open(result_file, "w") as handle:
         json.dump(result, handle)
 
 
