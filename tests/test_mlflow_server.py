@@ -2,8 +2,9 @@
 the environment the rendered Deployment gives it (MLflow 3.17.2, the release
 bom_images.mlflow pins, from the test virtualenv), and the users job's script from
 the rendered ConfigMap. Only what needs a cluster is swapped: a SQLite file for the
-PostgreSQL database, a local port, the credentials the Secrets would hold, and this
-test's directory for /tmp. Artifacts (S3) are not exercised here."""
+PostgreSQL database, a local port, the credentials the Secrets would hold, moto's S3
+server for the object store, and this test's directory for /tmp. On it run the
+train-iris pipeline step and the smoke check's probes, as layer 7 renders them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import BIN, render_gitops
+from conftest import BIN, ROOT, render_gitops
 from k8s_schemas import load_tree
 
 DOMAIN = "ml-platform.internal"
@@ -33,11 +34,27 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
+def object_store():
+    """moto's S3 server with the platform's buckets; any keys are accepted."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+    for bucket in ("mlflow-artifacts", "kserve-models", "training-datasets", "workflow-artifacts"):
+        client.create_bucket(Bucket=bucket)
+    yield endpoint, client
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     pytest.importorskip("mlflow")
     work = tmp_path_factory.mktemp("mlflow")
     tree = work / "tree"
-    result = render_gitops("lab", tree, "tracking")
+    result = render_gitops("lab", tree, "tracking,orchestration")
     assert result.returncode == 0, result.stdout[-3000:]
     docs = {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
     return work, docs
@@ -56,7 +73,7 @@ def container_env(container, secrets, tmp):
 
 
 @pytest.fixture(scope="module")
-def server(rendered):
+def server(rendered, object_store):
     work, docs = rendered
     deployment = docs[("Deployment", "mlflow")]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -68,7 +85,7 @@ def server(rendered):
         "mlflow-db-app": {"uri": database},
         "mlflow-server": {"admin-username": ADMIN[0], "admin-password": ADMIN[1], "flask-secret-key": "k" * 40},
         "object-store-mlflow": {"AWS_ACCESS_KEY_ID": "mlflow", "AWS_SECRET_ACCESS_KEY": "s" * 40, "AWS_REGION": "us-east-1",
-                                "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:1"},
+                                "MLFLOW_S3_ENDPOINT_URL": object_store[0]},
     }
     env = dict(os.environ, **container_env(container, secrets, tmp))
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
@@ -86,7 +103,7 @@ def server(rendered):
             time.sleep(1)
     else:
         pytest.fail(f"mlflow server did not start: {(work / 'server.log').read_text()[-3000:]}")
-    yield port, env, docs, work, database
+    yield port, env, docs, work, database, object_store
     os.killpg(process.pid, 15)
     process.wait(timeout=30)
     log.close()
@@ -159,7 +176,7 @@ def test_mlflow_answers_the_gateway_service_and_pod_names_only(server):
 
 
 def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server):
-    port, _, docs, work, database = server
+    port, _, docs, work, database, _ = server
     result = run_users_job(docs, work, database, [ADMIN, TRAINING])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "training: created" in result.stdout and "admin: unchanged" in result.stdout
@@ -180,7 +197,7 @@ def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server):
 def test_prometheus_reads_the_metrics_through_the_metrics_container_only(server):
     """MLflow shows /metrics to admins only; the pod's metrics container reads it with the
     pod's own admin login and serves nothing else."""
-    port, env, docs, work, database = server
+    port, env, docs, work, database, _ = server
     run_users_job(docs, work, database, [ADMIN, TRAINING])
     assert request(port, "GET", "/metrics", login=TRAINING)[0] == 403
     spec = docs[("Deployment", "mlflow")]["spec"]["template"]["spec"]
@@ -220,3 +237,55 @@ def test_the_server_keeps_no_state_in_its_pod(rendered):
     args = spec["containers"][0]["args"][0]
     assert "--serve-artifacts --artifacts-destination s3://mlflow-artifacts/" in args
     assert "--app-name basic-auth" in args
+
+
+def s3_env(endpoint, prefix=""):
+    return {f"{prefix}AWS_ACCESS_KEY_ID": "training", f"{prefix}AWS_SECRET_ACCESS_KEY": "t" * 40,
+            f"{prefix}AWS_ENDPOINT_URL": endpoint, f"{prefix}AWS_REGION": "us-east-1"}
+
+
+def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it(server):
+    """The train-iris WorkflowTemplate's one step, with the environment the template and
+    the mlflow-client Secret give it, then the smoke probes on what it left."""
+    port, _, docs, work, database, (endpoint, s3) = server
+    run_users_job(docs, work, database, [ADMIN, TRAINING])
+    template = docs[("WorkflowTemplate", "train-iris")]["spec"]
+    step = next(t for t in template["templates"] if t["name"] == "fit")["container"]
+    assert step["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}] and "nvidia.com/gpu" not in str(step["resources"])
+    parameters = {p["name"]: p["value"] for p in template["arguments"]["parameters"]}
+    values = {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": "train-iris-x7k2p"}
+    env = {}
+    for var in step["env"]:
+        value = var["value"]
+        for placeholder, actual in values.items():
+            value = value.replace(placeholder, actual)
+        env[var["name"]] = value.replace("/tmp", str(work / "step-tmp"))
+    client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": TRAINING[0], "MLFLOW_TRACKING_PASSWORD": TRAINING[1]}
+    script = work / "train_iris.py"
+    script.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
+    base = dict(os.environ, **client, **s3_env(endpoint), MLFLOW_S3_ENDPOINT_URL=endpoint)
+    result = subprocess.run([sys.executable, str(script)], env=dict(base, **env), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert TRAINING[1] not in result.stdout + result.stderr
+    outcome = json.loads((work / "step-tmp" / "outputs" / "result.json").read_text())
+    assert outcome["serving_uri"] == "s3://kserve-models/iris/train-iris-x7k2p" and outcome["model_version"] == "1"
+    assert outcome["accuracy"] > 0.9 and (work / "step-tmp" / "outputs" / "model.joblib").is_file()
+    assert s3.head_object(Bucket="kserve-models", Key="iris/train-iris-x7k2p/model.joblib")["ContentLength"] > 0
+
+    smoke = ROOT / "roles" / "smoke" / "files" / "smoke_checks.py"
+    probe = dict(base, RUN_ID=outcome["run_id"], MODEL_NAME="iris", VERSION=outcome["model_version"], SERVING_URI=outcome["serving_uri"],
+                 ARTIFACT_BUCKET="mlflow-artifacts", TRAINING_BUCKETS="training-datasets,mlflow-artifacts,kserve-models",
+                 ARGO_BUCKETS="workflow-artifacts", **s3_env(endpoint, "ARGO_"))
+    checks = subprocess.run([sys.executable, str(smoke), "mlflow"], env=probe, capture_output=True, text=True, timeout=120, check=False)
+    assert checks.returncode == 0 and "FAIL" not in checks.stdout, checks.stdout + checks.stderr[-2000:]
+    assert checks.stdout.count("PASS") == 7
+    buckets = subprocess.run([sys.executable, str(smoke), "buckets"], env=probe, capture_output=True, text=True, timeout=120, check=False)
+    assert buckets.returncode == 0 and buckets.stdout.count("PASS") == 4, buckets.stdout + buckets.stderr[-2000:]
+    # A missing bucket is a named failure.
+    broken = subprocess.run([sys.executable, str(smoke), "buckets"], env=dict(probe, ARGO_BUCKETS="no-such-bucket"), capture_output=True, text=True, timeout=120, check=False)
+    assert broken.returncode == 1 and "FAIL bucket no-such-bucket answers over the S3 API" in broken.stdout
+    cleanup = subprocess.run([sys.executable, str(smoke), "cleanup"], env=probe, capture_output=True, text=True, timeout=120, check=False)
+    assert cleanup.returncode == 0, cleanup.stdout + cleanup.stderr[-2000:]
+    assert "Contents" not in s3.list_objects_v2(Bucket="kserve-models", Prefix="iris/train-iris-x7k2p/")
+    again = subprocess.run([sys.executable, str(smoke), "mlflow"], env=probe, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode != 0
