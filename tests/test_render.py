@@ -78,6 +78,7 @@ def test_sync_waves_follow_layer_order(rendered):
     assert waves["storage-manifests"] < waves["observability-namespaces"] < waves["observability-kube-prometheus-stack"] < waves["observability-manifests"]
     assert waves["observability-manifests"] < waves["serving-namespaces"] < waves["serving-cert-manager"] < waves["serving-kserve-crd"] < waves["serving-kserve"] < waves["serving-manifests"]
     assert waves["serving-manifests"] < waves["tracking-namespaces"] < waves["tracking-cloudnative-pg"] < waves["tracking-manifests"]
+    assert waves["tracking-manifests"] < waves["orchestration-namespaces"] < waves["orchestration-argo-workflows"] < waves["orchestration-argo-cd"] < waves["orchestration-manifests"]
 
 
 def test_every_namespace_has_pod_security_labels(rendered):
@@ -100,6 +101,8 @@ def test_no_secret_or_credential_is_written(rendered):
     tracking = yaml.safe_load((credentials / "tracking.yml").read_text())
     secrets += [tracking["admin"]["password"], tracking["training"]["password"], tracking["flask"]["secret_key"]]
     assert len(secrets) == 10 and all(len(s) == 40 for s in secrets)
+    orchestration = yaml.safe_load((credentials / "orchestration.yml").read_text())
+    secrets += [orchestration[name]["password"] for name in ("argocd", "workflows-ui")] + [orchestration["argocd"]["password_bcrypt"]]
     secrets += [fields["token"] for fields in yaml.safe_load((credentials / "serving.yml").read_text()).values()]
     assert len(secrets[-1]) == 48
     for path in tree.rglob("*"):
@@ -303,7 +306,7 @@ def test_uis_are_reached_through_the_gateway_over_https_only(rendered):
     # Prometheus and Alertmanager have no login of their own: they are routed to
     # the monitoring-ui proxy, which asks for one on every request.
     assert set(routes) == {("platform-gateway", "https-redirect"), ("monitoring", "grafana"), ("monitoring", "prometheus"), ("monitoring", "alertmanager"),
-                           ("ml-serving", "inference"), ("ml-tracking", "mlflow")}
+                           ("ml-serving", "inference"), ("ml-tracking", "mlflow"), ("argo", "workflows"), ("argocd", "argocd")}
     assert all(route["spec"]["parentRefs"][0]["sectionName"] == "https" for key, route in routes.items() if key[1] != "https-redirect")
     for ui in ("prometheus", "alertmanager"):
         spec = routes[("monitoring", ui)]["spec"]
