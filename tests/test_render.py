@@ -398,3 +398,25 @@ def test_node_labels_pick_each_gpu_hosts_layout_and_driver(tmp_path):
     assert policy["spec"]["driver"]["enabled"] is False
     # k3s: the toolkit is told only k3s's containerd socket.
     assert policy["spec"]["toolkit"]["env"] == [{"name": "CONTAINERD_SOCKET", "value": "/run/k3s/containerd/containerd.sock"}]
+
+
+def test_a_verbose_render_prints_no_credential(tmp_path):
+    """Every layer, rendered with -vvv: not one generated secret (keys, passwords, their bcrypt
+    hashes, tokens) appears in Ansible's output or in the tree; no_log holds everywhere."""
+    tree = tmp_path / "tree"
+    result = render("production", tree, "-vvv")
+    assert result.returncode == 0, result.stdout[-3000:]
+    generated = []
+
+    def walk(node, field=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, key)
+        elif field in ("secret_key", "password", "password_bcrypt", "token"):
+            generated.append(str(node))
+
+    for path in (tmp_path / "tree-credentials").glob("*.yml"):
+        walk(yaml.safe_load(path.read_text()))
+    assert len(generated) >= 15
+    text = result.stdout + result.stderr + "".join(p.read_text() for p in tree.rglob("*.yaml"))
+    assert [s[:6] + "..." for s in generated if s in text] == []
