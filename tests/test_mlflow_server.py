@@ -257,8 +257,8 @@ def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it
     env = {}
     for var in step["env"]:
         value = var["value"]
-        for placeholder, actual in values.items():
-            value = value.replace(placeholder, actual)
+        for marker, actual in values.items():
+            value = value.replace(marker, actual)
         env[var["name"]] = value.replace("/tmp", str(work / "step-tmp"))
     client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": TRAINING[0], "MLFLOW_TRACKING_PASSWORD": TRAINING[1]}
     script = work / "train_iris.py"
