@@ -70,12 +70,21 @@ def crd_schemas():
 
 
 # Cilium's CRDs are not in ../shared/crds (its repository is too large to bring in).
-# The platform writes one Cilium kind, for the one rule a Kubernetes NetworkPolicy
+# The platform writes one Cilium kind, for the rules a Kubernetes NetworkPolicy
 # cannot express (traffic from Cilium's gateway carries the reserved identity
-# "ingress"); this schema holds just the fields it uses, as Cilium v1.19's
-# pkg/policy/api (Rule, IngressRule, PortRule, PortProtocol) and its docs name them,
+# "ingress"; the API server is the entity "kube-apiserver"); this schema holds just
+# the fields it uses, as Cilium v1.19's pkg/policy/api (Rule, IngressRule,
+# EgressRule, PortRule, PortProtocol) and its docs name them,
 # closed like the others so a typo is still caught.
-_LABEL_SELECTOR = {"type": "object", "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}}
+_LABEL_SELECTOR = {"type": "object", "properties": {
+    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "matchExpressions": {"type": "array", "items": {"type": "object", "required": ["key", "operator"], "properties": {
+        "key": {"type": "string"}, "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+        "values": {"type": "array", "items": {"type": "string"}}}}}}}
+_ENTITIES = {"type": "array", "items": {"enum": ["host", "remote-node", "kube-apiserver", "ingress", "cluster", "init", "health", "unmanaged", "world", "all"]}}
+_TO_PORTS = {"type": "array", "items": {"type": "object", "properties": {
+    "ports": {"type": "array", "items": {"type": "object", "required": ["port"], "properties": {
+        "port": {"type": "string", "pattern": "^[0-9]+$"}, "protocol": {"enum": ["TCP", "UDP", "SCTP", "ANY"]}}}}}}}
 _CILIUM_SCHEMAS = {
     ("cilium.io/v2", "CiliumNetworkPolicy"): _closed({
         "type": "object",
@@ -86,12 +95,8 @@ _CILIUM_SCHEMAS = {
                 "required": ["endpointSelector"],
                 "properties": {
                     "endpointSelector": _LABEL_SELECTOR,
-                    "ingress": {"type": "array", "items": {"type": "object", "properties": {
-                        "fromEntities": {"type": "array", "items": {"enum": ["host", "remote-node", "kube-apiserver", "ingress", "cluster", "init", "health", "unmanaged", "world", "all"]}},
-                        "toPorts": {"type": "array", "items": {"type": "object", "properties": {
-                            "ports": {"type": "array", "items": {"type": "object", "required": ["port"], "properties": {
-                                "port": {"type": "string", "pattern": "^[0-9]+$"}, "protocol": {"enum": ["TCP", "UDP", "SCTP", "ANY"]}}}}}}},
-                    }}},
+                    "ingress": {"type": "array", "items": {"type": "object", "properties": {"fromEntities": _ENTITIES, "toPorts": _TO_PORTS}}},
+                    "egress": {"type": "array", "items": {"type": "object", "properties": {"toEntities": _ENTITIES, "toPorts": _TO_PORTS}}},
                 },
             }
         },

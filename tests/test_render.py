@@ -92,15 +92,16 @@ def test_every_namespace_has_pod_security_labels(rendered):
 
 
 def test_no_secret_or_credential_is_written(rendered):
-    _, tree, tree_docs = rendered
+    inventory, tree, tree_docs = rendered
     assert not [doc for _, doc in documents(tree_docs) if doc["kind"] == "Secret"]
     credentials = tree.parent / f"{tree.name}-credentials"
     generated = yaml.safe_load((credentials / "object-store.yml").read_text())
     secrets = [fields["secret_key"] for fields in generated.values()]
     secrets.append(yaml.safe_load((credentials / "observability.yml").read_text())["grafana"]["password"])
     tracking = yaml.safe_load((credentials / "tracking.yml").read_text())
-    secrets += [tracking["admin"]["password"], tracking["training"]["password"], tracking["flask"]["secret_key"]]
-    assert len(secrets) == 10 and all(len(s) == 40 for s in secrets)
+    # admin, training, flask, and each team's MLflow login (production has two teams, with two object-store users).
+    secrets += [fields.get("password") or fields["secret_key"] for fields in tracking.values()]
+    assert len(secrets) == (10 if inventory == "lab" else 14) and all(len(s) == 40 for s in secrets)
     orchestration = yaml.safe_load((credentials / "orchestration.yml").read_text())
     secrets += [orchestration[name]["password"] for name in ("argocd", "workflows-ui")] + [orchestration["argocd"]["password_bcrypt"]]
     secrets += [fields["token"] for fields in yaml.safe_load((credentials / "serving.yml").read_text()).values()]
@@ -194,16 +195,18 @@ def test_storage_is_sized_from_the_inventory(rendered):
 
 
 def test_the_object_store_setup_covers_every_bucket_and_service(rendered):
-    _, _, tree_docs = rendered
+    inventory, _, tree_docs = rendered
+    # The production inventory's teams (platform_teams) have a bucket and a user each.
+    teams = [] if inventory == "lab" else ["team-fraud", "team-vision"]
     docs = dict(((doc["kind"], doc["metadata"]["name"]), doc) for _, doc in documents(tree_docs))
     data = docs[("ConfigMap", "minio-setup")]["data"]
     buckets = dict(line.split() for line in data["buckets"].splitlines())
-    assert buckets == {"mlflow-artifacts": "on", "training-datasets": "on", "kserve-models": "on", "workflow-artifacts": "on", "platform-backups": "on"}
+    assert buckets == {"mlflow-artifacts": "on", "training-datasets": "on", "kserve-models": "on", "workflow-artifacts": "on", "platform-backups": "on"} | dict.fromkeys(teams, "on")
     for bucket in buckets:
         rules = json.loads(data[f"lifecycle-{bucket}.json"])["Rules"]
         assert {"ID": "expire-scratch", "Status": "Enabled", "Filter": {"Prefix": "scratch/"}, "Expiration": {"Days": 7}} in rules
     users = dict(line.split() for line in data["users"].splitlines())
-    assert users == {u: f"platform-{u}" for u in ("argo", "kserve", "mlflow", "postgres", "training")}
+    assert users == {u: f"platform-{u}" for u in ("argo", "kserve", "mlflow", "postgres", "training", *teams)}
     kserve = json.loads(data["policy-platform-kserve.json"])
     assert all(not a.startswith(("s3:Put", "s3:Delete")) for st in kserve["Statement"] for a in st["Action"])
     jobs = [doc for (kind, name), doc in docs.items() if kind == "Job" and name.startswith("minio-setup-")]

@@ -237,7 +237,8 @@ def test_predictors_and_mlflow_are_monitored(rendered):
     relabel = {r.get("targetLabel"): r for r in monitor["podMetricsEndpoints"][0]["relabelings"]}
     assert relabel["service"]["sourceLabels"] == ["__meta_kubernetes_pod_label_serving_kserve_io_inferenceservice"]
     assert relabel["__address__"]["sourceLabels"][1] == "__meta_kubernetes_pod_annotation_prometheus_kserve_io_port"
-    assert monitor["namespaceSelector"] == {"matchNames": ["ml-serving"]}
+    # The serving namespace first, then the teams' (test_render_tenancy.py).
+    assert monitor["namespaceSelector"]["matchNames"][0] == "ml-serving"
     assert docs[("ConfigMap", "ml-serving", "dashboard-serving")]["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert docs[("PodMonitor", "ml-tracking", "mlflow-db")]["spec"]["selector"] == {"matchLabels": {"cnpg.io/cluster": "mlflow-db"}}
     assert docs[("ServiceMonitor", "ml-tracking", "mlflow")]["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics"}]
