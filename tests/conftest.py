@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "plugins" / "action"))
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
 # Every cluster layer, rendered without contacting a host (the host plays are skipped).
-LAYER_TAGS = "preflight_inventory,network,storage,observability,gpu,serving,tracking,orchestration,tenancy"
+LAYER_TAGS = "preflight_inventory,network,storage,observability,gpu,serving,tracking,orchestration,tenancy,backup"
 INVENTORIES = ["lab", "production", "airgap"]
 
 
