@@ -6,6 +6,7 @@ its pinned version, see bom.yml); the bundle playbook is run with stand-ins for 
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -90,10 +91,20 @@ def test_the_list_follows_the_inventory(tmp_path):
 
 
 def test_an_unrecorded_chart_fails_the_list_by_name(tmp_path):
-    result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", "inventories/lab", "-e", "storage_block=openebs",
+    recorded = {key: images for key, images in BOM["bom_chart_images"].items() if key != "argo_cd"}
+    result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", "inventories/lab", "-e", json.dumps({"bom_chart_images": recorded}),
                   "-e", f"artifacts_output={tmp_path / 'x.yml'}"])
     assert result.returncode != 0
-    assert "bom_chart_images has no entry for chart openebs (openebs 4.4.0)" in result.stdout
+    assert "bom_chart_images has no entry for chart argo_cd (argo-cd 10.1.1)" in result.stdout
+
+
+def test_openebs_instead_of_longhorn_changes_the_list(tmp_path):
+    output = tmp_path / "openebs.yml"
+    result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", "inventories/lab", "-e", "storage_block=openebs", "-e", f"artifacts_output={output}"])
+    assert result.returncode == 0, result.stdout
+    listed = yaml.safe_load(output.read_text())
+    images = {i["image"] for i in listed["images"]}
+    assert "docker.io/openebs/linux-utils:4.3.0" in images and not any("longhorn" in i for i in images)
 
 
 @pytest.fixture()

@@ -22,11 +22,11 @@ PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory):
     tree = tmp_path_factory.mktemp("tree")
-    result = render_gitops("production", tree, "observability,gpu", "--skip-tags", "gpu_hosts")
+    result = render_gitops("production", tree, "observability,gpu,backup", "--skip-tags", "gpu_hosts")
     assert result.returncode == 0, result.stdout[-3000:]
     docs = [d for docs in load_tree(tree).values() for d in docs if d["kind"] == "PrometheusRule"]
-    # The platform's rules (observability) and the GPU layer's own.
-    assert sorted(d["metadata"]["name"] for d in docs) == ["gpu", "ml-platform"]
+    # The platform's rules (observability), the GPU layer's and the backup layer's own.
+    assert sorted(d["metadata"]["name"] for d in docs) == ["backup", "gpu", "ml-platform"]
     groups = [group for doc in docs for group in doc["spec"]["groups"]]
     path = tree / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": groups}))
@@ -50,7 +50,7 @@ def test_every_rule_parses(rules, promtool):
     path, _ = rules
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 9 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 def test_the_seed_alerts_are_all_there(rules):
@@ -58,7 +58,7 @@ def test_the_seed_alerts_are_all_there(rules):
     assert {a["alert"] for a in alerts(groups)} == {
         "InferenceLatencyP99High", "InferenceErrorRateAfterRollout", "GPUMemoryHigh", "GPUsIdleWhileJobsPending",
         "ObjectStorageVolumeAbove80Percent", "DatabaseBackupFailed", "DatabaseReplicationLagging",
-        "GPUXidError", "GPUTemperatureHigh",
+        "GPUXidError", "GPUTemperatureHigh", "VeleroBackupFailed", "VeleroBackupTooOld", "VeleroNeverBackedUp",
     }
 
 
@@ -78,6 +78,46 @@ UNIT_TESTS = """
 rule_files: [rules.yaml]
 evaluation_interval: 1m
 tests:
+  - interval: 1h
+    input_series:
+      - series: 'velero_backup_last_status{schedule="velero-daily"}'
+        values: '1 1 0 0'
+    alert_rule_test:
+      - eval_time: 1h
+        alertname: VeleroBackupFailed
+        exp_alerts: []
+      - eval_time: 2h
+        alertname: VeleroBackupFailed
+        exp_alerts:
+          - exp_labels: {severity: critical, schedule: velero-daily}
+  - interval: 1m
+    input_series:
+      # The last success at time 0, then none.
+      - series: 'velero_backup_last_successful_timestamp{schedule="velero-daily"}'
+        values: '0x2500'
+    alert_rule_test:
+      - eval_time: 30h
+        alertname: VeleroBackupTooOld
+        exp_alerts: []
+      - eval_time: 40h
+        alertname: VeleroBackupTooOld
+        exp_alerts:
+          - exp_labels: {severity: critical, schedule: velero-daily}
+      - eval_time: 40h
+        alertname: VeleroNeverBackedUp
+        exp_alerts: []
+  - interval: 1h
+    input_series:
+      - series: 'up{job="velero"}'
+        values: '1x30'
+    alert_rule_test:
+      - eval_time: 20h
+        alertname: VeleroNeverBackedUp
+        exp_alerts: []
+      - eval_time: 28h
+        alertname: VeleroNeverBackedUp
+        exp_alerts:
+          - exp_labels: {severity: warning, schedule: velero-daily}
   - interval: 1m
     input_series:
       - series: 'DCGM_FI_DEV_FB_USED{gpu="0", Hostname="gpu-h100-01"}'

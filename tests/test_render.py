@@ -407,8 +407,14 @@ def test_a_verbose_render_prints_no_credential(tmp_path):
     """Every layer, rendered with -vvv: not one generated secret (keys, passwords, their bcrypt
     hashes, tokens) appears in Ansible's output or in the tree; no_log holds everywhere."""
     tree = tmp_path / "tree"
-    result = render("production", tree, "-vvv")
+    # A credential the operator supplies (the second site's keys for replication) is as hidden.
+    credentials = tmp_path / "tree-credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / "object-store.yml").write_text(yaml.safe_dump({"replication": {"access_key": "site-a-replicator", "secret_key": "Supplied0nlyBy7heOperator0123456789abcdef"}}))
+    (credentials / "object-store.yml").chmod(0o600)
+    result = render("production", tree, "-vvv", "-e", "storage_replication_target=https://minio.site-b.example:9000")
     assert result.returncode == 0, result.stdout[-3000:]
+    assert "minio/minio-replication (access_key, endpoint, secret_key)" in " ".join(result.stdout.split()), "the replication Secret is declared"
     generated = []
 
     def walk(node, field=""):

@@ -505,6 +505,11 @@ def check_airgap(platform):
                 problems.append(f"{variable}: {_fmt(value)} must be a registry host[:port][/path] without a scheme, such as registry.example.internal:5000.")
         elif not URL.match(str(value)) and not str(value).startswith("/"):
             problems.append(f"{variable}: {_fmt(value)} is not an http(s)://, oci:// URL or an absolute path on the controller.")
+        elif re.match(r"^[a-z]+://[^/]*@", str(value)):
+            problems.append(
+                f"{variable}: the URL holds credentials, which would be logged and written to every node. "
+                "Fix: drop them; give the mirror anonymous read access inside the site, or its CA and a netrc on the hosts."
+            )
     if platform.get("platform_delivery") == "gitops":
         git = platform.get("platform_mirror_git")
         if not git:

@@ -1,6 +1,6 @@
 """Puts a versioned bucket back as it was at a point in time: every object whose newest version
 at or before that time differs from its current one (overwritten or deleted since) gets that
-version copied back as its current one; objects created after that time are deleted (a delete
+version copied back as its current one (content is compared by ETag, so a second run changes nothing); objects created after that time are deleted (a delete
 marker, so their versions stay). Runs in the restore Job with the S3 keys of a user that may
 write the bucket (AWS_* variables), and prints one line per object it changed.
 
@@ -24,11 +24,11 @@ def restore(client, bucket, when, prefix=""):
         for entry, marker in entries:
             key = entry["Key"]
             if entry["IsLatest"]:
-                current[key] = (entry["VersionId"], marker)
+                current[key] = (entry.get("ETag"), marker)
             if entry["LastModified"] <= when:
                 best = newest.get(key)
                 if best is None or entry["LastModified"] > best[1]:
-                    newest[key] = (entry["VersionId"], entry["LastModified"], marker)
+                    newest[key] = (entry["VersionId"], entry["LastModified"], marker, entry.get("ETag"))
     for key in sorted(set(current) | set(newest)):
         then = newest.get(key)
         now = current.get(key)
@@ -37,7 +37,8 @@ def restore(client, bucket, when, prefix=""):
             if now and not now[1]:
                 client.delete_object(Bucket=bucket, Key=key)
                 changed.append(f"removed {key} (created after {when.isoformat()})")
-        elif now is None or now[0] != then[0]:
+        elif now is None or now[1] or now[0] != then[3]:
+            # Deleted or overwritten since (a copy back has the same content, so the same ETag).
             client.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key, "VersionId": then[0]})
             changed.append(f"restored {key} (version {then[0]})")
     return changed

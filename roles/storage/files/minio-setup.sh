@@ -1,11 +1,14 @@
 #!/bin/sh
 # Converges the platform's MinIO tenant on what the storage layer declares:
-# buckets (versioning, lifecycle), one policy and one user per service. Every
-# step is create-or-update, so the job can run again at any time. The alias
-# "platform" comes from MC_HOST_platform; secrets are read from files.
+# buckets (versioning, lifecycle), one policy and one user per service, and
+# replication of the listed buckets to a second MinIO. Every step is
+# create-or-update, so the job can run again at any time. The alias "platform"
+# comes from MC_HOST_platform; secrets are read from files (the directories
+# are the Job's mounts; the tests point them elsewhere).
 set -eu
-config=/config
-users=/users
+config=${SETUP_CONFIG:-/config}
+users=${SETUP_USERS:-/users}
+replication=${SETUP_REPLICATION:-/replication}
 
 attempt=0
 until mc admin info platform >/dev/null 2>&1; do
@@ -35,4 +38,25 @@ while read -r user policy; do
     || grep -qi "already" /tmp/attach.err \
     || { cat /tmp/attach.err >&2; exit 1; }
 done < "$config/users"
+# Server-side bucket replication to the second site (storage_replication_target):
+# a MinIO whose buckets of the same names are versioned too. The remote's keys
+# go in the target URL, so mc's output is shown with the secret masked.
+if [ -s "$config/replication" ]; then
+  target=$(cat "$replication/endpoint")
+  scheme=${target%%://*}
+  host=${target#*://}
+  host=${host%/}
+  key=$(cat "$replication/access_key")
+  secret=$(cat "$replication/secret_key")
+  while read -r bucket; do
+    if mc replicate ls "platform/$bucket" 2>/dev/null | grep -q "Remote Bucket: .*$host"; then
+      echo "$bucket: replicated to $host already"
+    elif mc replicate add "platform/$bucket" --remote-bucket "$scheme://$key:$secret@$host/$bucket" --priority 1 >/tmp/replicate.out 2>&1; then
+      sed "s|$secret|***|g" /tmp/replicate.out
+    else
+      sed "s|$secret|***|g" /tmp/replicate.out >&2
+      exit 1
+    fi
+  done < "$config/replication"
+fi
 echo "object store converged"

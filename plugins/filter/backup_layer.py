@@ -1,0 +1,90 @@
+"""Layer 9's settings (Velero) and the second site's bucket replication (layer 3), judged
+before any host or cluster is touched: each problem names the variable and the fix."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+CRON_FIELD = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*"
+CRON = re.compile(rf"^{CRON_FIELD}( {CRON_FIELD}){{4}}$|^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$")
+GO_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ENDPOINT = re.compile(r"^https?://[^\s/@]+/?$")
+
+
+def _data(value):
+    return json.loads(json.dumps(value))
+
+
+def backup_problems(settings, users, backups_bucket):
+    """Velero's schedule, retention, namespaces and object-store user."""
+    s = _data(settings)
+    users = _data(users or {})
+    if not s.get("backup_enabled", True):
+        return []
+    found = []
+    schedule = str(s.get("backup_schedule", ""))
+    if not CRON.match(schedule.strip()):
+        found.append(f"backup_schedule: {schedule!r} is not a five-field cron (minute hour day month weekday), such as '0 3 * * *'.")
+    ttl = str(s.get("backup_ttl", ""))
+    if not GO_DURATION.match(ttl):
+        found.append(f"backup_ttl: {ttl!r} is not a duration such as 720h0m0s (hours, minutes, seconds).")
+    namespaces = s.get("backup_namespaces")
+    if not isinstance(namespaces, list) or not namespaces or not all(isinstance(n, str) and DNS1123_LABEL.match(n) for n in namespaces):
+        found.append(f"backup_namespaces: {namespaces!r} must be a non-empty list of namespace names.")
+    prefix = str(s.get("backup_prefix", ""))
+    if not prefix or prefix.startswith("/") or prefix.endswith("/"):
+        found.append(f"backup_prefix: {prefix!r} must be a path inside the bucket without leading or trailing slash, such as velero.")
+    velero = users.get("velero")
+    namespace = s.get("backup_namespace", "velero")
+    if not isinstance(velero, Mapping):
+        found.append("platform_object_store_users.velero: missing, so Velero has no keys to write its backups with. Fix: keep the default entry (namespace velero, platform-backups: readwrite).")
+    else:
+        if velero.get("namespace") != namespace:
+            found.append(f"platform_object_store_users.velero.namespace: {velero.get('namespace')!r}, but Velero runs in backup_namespace {namespace!r}. Fix: make them the same.")
+        if (velero.get("buckets") or {}).get(backups_bucket) != "readwrite":
+            found.append(f"platform_object_store_users.velero.buckets: Velero writes to {backups_bucket} (platform_buckets.backups), so it needs {backups_bucket}: readwrite.")
+    return found
+
+
+def replication_problems(settings, buckets, object_store, endpoint, credentials_text):
+    """The second site: a MinIO URL without credentials, versioned buckets, known bucket names
+    and the remote user's keys in the credentials file (credentials_text: its content or '')."""
+    s = _data(settings)
+    target = str(s.get("storage_replication_target") or "")
+    if not target:
+        return []
+    found = []
+    if object_store != "minio":
+        found.append("storage_replication_target: set, but platform_object_store is external; replicate with your S3 service's own tools.")
+    if "@" in target:
+        found.append("storage_replication_target: the URL holds credentials, which would be logged. Fix: keep only https://host[:port] and put the keys in entry replication of object-store.yml.")
+    elif not ENDPOINT.match(target):
+        found.append(f"storage_replication_target: {target!r} must be the second MinIO's https://host[:port], without a path.")
+    if endpoint and target.rstrip("/") == str(endpoint).rstrip("/"):
+        found.append("storage_replication_target: is this platform's own object store; a second copy must be at another site.")
+    if s.get("storage_bucket_versioning") is False:
+        found.append("storage_replication_target: set, but storage_bucket_versioning is false; MinIO replicates only versioned buckets. Fix: turn versioning on.")
+    names = [str(b) for b in buckets]
+    for bucket in s.get("storage_replicated_buckets") or []:
+        if bucket not in names:
+            found.append(f"storage_replicated_buckets: {bucket!r} is not one of the buckets ({', '.join(names)}).")
+    try:
+        import yaml
+
+        entry = (yaml.safe_load(credentials_text or "") or {}).get("replication") or {}
+    except Exception:  # a broken file is the storage layer's to report
+        entry = {}
+    if not (entry.get("access_key") and entry.get("secret_key")):
+        found.append(
+            "storage_replication_target: the second site's keys are missing. Fix: add replication: {access_key: ..., secret_key: ...} "
+            "(a user of that MinIO allowed to replicate into its buckets) to <platform_credentials_dir>/object-store.yml (mode 0600)."
+        )
+    return found
+
+
+class FilterModule:
+    def filters(self):
+        return {"backup_problems": backup_problems, "backup_replication_problems": replication_problems}
