@@ -12,7 +12,7 @@ import yaml
 
 from conftest import ROOT
 
-SUSPECT = re.compile(r"\.credentials\b|password|secret_key|access_key|_secrets\b|stringData|__restore_db_secret|'secrets'")
+SUSPECT = re.compile(r"\.credentials\b|password|secret_key|access_key|_secrets\b|stringData|__backup_restore_db_secret|'secrets'")
 INCLUDES = {"ansible.builtin.include_role", "ansible.builtin.include_tasks", "ansible.builtin.import_tasks", "include_role", "include_tasks"}
 # (file, task name): why it may show its arguments.
 NAMES_ONLY = {

@@ -13,7 +13,7 @@ from conftest import BOM, ROOT, documents, run, tool
 from k8s_schemas import load_tree, validate
 from test_render_serving_tracking import first, skipped_secrets
 
-LAYER_ORDER = ["network", "storage", "observability", "gpu", "serving", "tracking", "orchestration"]
+LAYER_ORDER = ["network", "storage", "observability", "gpu", "serving", "tracking", "orchestration", "tenancy", "backup"]
 
 
 def apps_of(tree_docs):
@@ -24,9 +24,9 @@ def test_the_tree_has_one_application_per_release_in_layer_order(rendered):
     inventory, _, tree_docs = rendered
     apps = {name: app for name, app in apps_of(tree_docs).items() if name != "ml-platform"}
     releases = [app["spec"]["source"] for app in apps.values() if "chart" in app["spec"]["source"]]
-    # Every pinned chart, but OpenEBS (Longhorn is the block storage here), Velero (the
-    # backup layer's, not installed yet) and, with no gpu hosts, the GPU Operator.
-    unused = {"openebs", "velero"} | ({"gpu-operator"} if inventory == "lab" else set())
+    # Every pinned chart, but OpenEBS (Longhorn is the block storage here) and, with no gpu
+    # hosts, the GPU Operator.
+    unused = {"openebs"} | ({"gpu-operator"} if inventory == "lab" else set())
     assert sorted(source["chart"] for source in releases) == sorted(c["chart"] for c in BOM["bom_charts"].values() if c["chart"] not in unused)
     waves = {name: int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for name, app in apps.items()}
     by_layer = {layer: [w for name, w in waves.items() if name.startswith(f"{layer}-")] for layer in LAYER_ORDER}
@@ -124,7 +124,7 @@ def test_a_promoted_version_becomes_an_inferenceservice_in_the_tree(tmp_path):
     # Each promoted model is its own Application, so promoting one leaves the others.
     assert docs["manifests/model-fraud/resources/resources.yaml"][0]["spec"]["predictor"]["model"]["modelFormat"] == {"name": "xgboost"}
     app = docs["apps/model-iris-99-manifests.yaml"][0]
-    assert app["spec"]["source"]["path"] == "manifests/model-iris/resources" and int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) == 99
+    assert app["spec"]["source"]["path"] == "manifests/model-iris/resources" and int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) == 109
     # The next version: only storageUri and the version change, which rolls the predictor out.
     result = promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-q9w2e")
     assert result.returncode == 0 and re.search(r"localhost\s+: ok=\d+\s+changed=1 ", result.stdout), result.stdout[-2000:]
