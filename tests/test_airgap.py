@@ -116,7 +116,9 @@ def stand_ins(tmp_path):
     (bin_dir / "skopeo").write_text(f"""#!/bin/sh
 echo "skopeo $*" >> {log}
 [ "$1" = inspect ] && exit 1
-dest=$(eval echo \\${{$#}}); dir=${{dest#oci:}}; dir=${{dir%%:*}}; mkdir -p "$dir"; echo "$dest" >> "$dir/refs"
+dest=$(eval echo \\${{$#}})
+case "$dest" in oci:{tmp_path}/*) ;; *) echo "not a copy into the bundle: $dest" >&2; exit 2;; esac
+dir=${{dest#oci:}}; dir=${{dir%%:*}}; mkdir -p "$dir"; echo "$dest" >> "$dir/refs"
 """)
     (bin_dir / "helm").write_text(f"""#!/bin/sh
 echo "helm $*" >> {log}

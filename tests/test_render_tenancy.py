@@ -82,19 +82,29 @@ def test_quotas_merge_the_team_over_the_defaults_and_cap_gpus(production):
 def test_team_network_policy_denies_by_default_and_admits_only_the_platform(production):
     _, tree_docs = production
     docs = by_kind(tree_docs)
+
+    def specs(namespace):
+        return {name: doc["spec"] for (kind, ns, name), doc in docs.items() if kind == "NetworkPolicy" and ns == namespace}
+
+    serving = specs("ml-serving")
     for name in TEAMS:
         namespace = f"team-{name}"
-        deny = docs[("NetworkPolicy", namespace, "default-deny")]["spec"]
-        assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-        inbound = docs[("NetworkPolicy", namespace, "allow-inference-and-metrics")]["spec"]["ingress"]
-        sources = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for rule in inbound for peer in rule["from"]]
-        assert sources == ["ml-serving", "monitoring"]
+        policies = specs(namespace)
+        # The serving namespace's workload policy, the same documents (platform_workload_policies),
+        # and the team's own pods reaching each other.
+        for policy in ("default-deny", "allow-dns", "allow-inference", "allow-models-and-registry"):
+            assert policies[policy] == serving[policy], policy
+        assert set(policies) == {"default-deny", "allow-dns", "allow-inference", "allow-models-and-registry", "allow-same-namespace"}
+        assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        inbound = policies["allow-inference"]["ingress"]
+        assert [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for rule in inbound for peer in rule["from"]] == ["ml-serving", "monitoring"]
         assert inbound[0]["from"][0]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "inference-gateway"}}
-        outbound = docs[("NetworkPolicy", namespace, "allow-platform-services")]["spec"]["egress"]
-        ports = sorted(p["port"] for rule in outbound for p in rule["ports"])
-        assert ports == [53, 53, 5000, 9000]
+        outbound = policies["allow-models-and-registry"]["egress"] + policies["allow-dns"]["egress"]
+        assert sorted(p["port"] for rule in outbound for p in rule["ports"]) == [53, 53, 5000, 9000]
         # No rule opens the world: every egress peer is a namespace (DNS, MinIO, MLflow).
         assert all("namespaceSelector" in peer for rule in outbound for peer in rule["to"])
+        same = policies["allow-same-namespace"]
+        assert same["ingress"] == [{"from": [{"podSelector": {}}]}] and same["egress"] == [{"to": [{"podSelector": {}}]}]
         cilium = docs[("CiliumNetworkPolicy", namespace, "workflows-to-kube-apiserver")]["spec"]
         assert cilium["egress"] == [{"toEntities": ["kube-apiserver"]}]
         assert cilium["endpointSelector"]["matchExpressions"][0]["key"] == "workflows.argoproj.io/workflow"

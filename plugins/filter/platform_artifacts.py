@@ -10,6 +10,7 @@ check it against the charts and images of the rendered GitOps tree, so the two c
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 
 # The charts of each layer, and when a layer installs one.
 LAYER_CHARTS = (
@@ -45,6 +46,9 @@ OWN_IMAGES = (
     ("serving", "kserve_huggingfaceserver", ("gpu", True)),
     ("serving", "tritonserver", ("gpu", True)),
 )
+# The stand-in mirror the bundle's paths are taken from (a mirror keeps upstream's layout under
+# <mirror>/<key>/).
+MIRROR = "mirror:"
 KUBEADM_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # The files of each binary as upstream publishes them (and the compute role and the platform
 # role's helm tasks fetch them), {version} and {arch} filled in.
@@ -71,13 +75,22 @@ def _unique(values):
     return list(dict.fromkeys(values))
 
 
-def artifacts(bom, settings):
+def _where(bases, kind, key, name):
+    """A file's upstream URL and its path in the bundle (the mirror's layout, <key>/<dir>/<file>),
+    both from the delivery path's own release bases (platform_release_bases)."""
+    mirrored = bases[kind]["mirror"][key]
+    return {"url": f"{bases[kind]['upstream'][key]}/{name}", "path": unquote(mirrored.removeprefix(MIRROR + "/")) + "/" + name}
+
+
+def artifacts(bom, settings, bases):
     """{charts, images, binaries, manifests, resolved_when_bundling, problems} for an inventory.
 
+    bases: {binaries|manifests: {upstream|mirror: platform_release_bases of bom_binaries or
+    bom_manifests, upstream and with the mirror MIRROR, for settings.architecture}}.
+
     settings: distribution (kubeadm, k3s or existing), storage_block, object_store, gpu (bool),
-    backup (bool), kube_vip (bool), kube_proxy (bool), sandbox_image, crictl (bool)."""
-    bom = json.loads(json.dumps(bom))
-    settings = json.loads(json.dumps(settings))
+    backup (bool), kube_vip (bool), kube_proxy (bool), sandbox_image, crictl (bool), architecture."""
+    bom, settings, bases = json.loads(json.dumps([bom, settings, bases]))
     problems, charts, images = [], [], []
     recorded = bom.get("bom_chart_images") or {}
     for layer, key, condition in LAYER_CHARTS:
@@ -111,19 +124,15 @@ def artifacts(bom, settings):
     else:
         keys = []
     keys.append("helm")
+    arch = settings.get("architecture") or "amd64"
     for key in keys:
         entry = bom["bom_binaries"][key]
-        for arch in settings.get("architectures") or ["amd64"]:
-            fill = {"version": entry["version"], "arch": arch, "k3s_binary": "k3s" if arch == "amd64" else f"k3s-{arch}"}
-            directory = entry["dir"].format(**fill)
-            for pattern in BINARY_FILES[key]:
-                name = pattern.format(**fill)
-                sums = entry.get("sha256") or {}
-                digest = (sums.get(name.split(".")[0]) or {}).get(arch) if key == "kubernetes" else sums.get(arch) if key not in ("k3s",) else None
-                binaries.append({"key": key, "version": entry["version"], "arch": arch, "path": f"{key}/{directory}/{name}".replace("//", "/"),
-                                 "url": f"{entry['url']}/{directory}/{name}".replace(f"{entry['url']}//", f"{entry['url']}/"), "sha256": digest or ""})
-    manifests = [{"key": key, "version": m["version"], "path": f"{key}/{m['dir'].format(version=m['version'])}/{m['file']}",
-                  "url": f"{m['url']}/{m['dir'].format(version=m['version'])}/{m['file']}", "sha256": m.get("sha256", "")}
+        sums = entry.get("sha256") or {}
+        for pattern in BINARY_FILES[key]:
+            name = pattern.format(version=entry["version"], arch=arch, k3s_binary="k3s" if arch == "amd64" else f"k3s-{arch}")
+            digest = (sums.get(name) or {}).get(arch) if key == "kubernetes" else (sums.get(arch) if key != "k3s" else None)
+            binaries.append({"key": key, "version": entry["version"], "arch": arch, **_where(bases, "binaries", key, name), "sha256": digest or ""})
+    manifests = [{"key": key, "version": m["version"], **_where(bases, "manifests", key, m["file"]), "sha256": m.get("sha256", "")}
                  for key, m in sorted((bom.get("bom_manifests") or {}).items())]
     seen, unique = set(), []
     for entry in images:
@@ -155,4 +164,4 @@ def mirror_path(ref):
 
 class FilterModule:
     def filters(self):
-        return {"platform_artifacts": artifacts, "platform_mirror_path": mirror_path}
+        return {"platform_artifacts": artifacts, "platform_mirror_path": mirror_path, "platform_artifacts_mirror": lambda _: MIRROR}

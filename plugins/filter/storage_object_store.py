@@ -164,18 +164,6 @@ def credential_entries(users, store="minio"):
     return entries
 
 
-def namespaces(users):
-    """[{name, pod_security}] of the namespaces the service users' Secrets go in: restricted
-    unless a user's entry names another level (the least strict of a namespace's users wins)."""
-    order = ["restricted", "baseline", "privileged"]
-    levels = {}
-    for spec in users.values():
-        level = spec.get("pod_security", "restricted")
-        name = spec["namespace"]
-        levels[name] = max(levels.get(name, "restricted"), level, key=order.index)
-    return [{"name": name, "pod_security": level} for name, level in sorted(levels.items())]
-
-
 def secret_keys(credentials, users):
     """{service: secret key}: the file per service user the setup job reads."""
     return {user: credentials[user]["secret_key"] for user in sorted(users)}
@@ -191,5 +179,4 @@ class FilterModule:
             "storage_object_store_secrets": service_secrets,
             "storage_object_store_credential_entries": credential_entries,
             "storage_object_store_secret_keys": secret_keys,
-            "storage_object_store_namespaces": namespaces,
         }

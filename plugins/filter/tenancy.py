@@ -276,19 +276,14 @@ def cluster_documents(raw, labels):
 
 
 def documents(team, ctx):
-    """Everything in one team's namespace (the namespace itself is the delivery path's). ctx names the platform's peers: inference_gateway
-    {namespace, labels}, monitoring_namespace, metrics_ports, model_port, tracking {namespace,
-    labels, port}, object_store {peers, port}, artifact_repository (the s3 block without the
-    bucket and Secret), workflow_service_account, model_service_account."""
+    """Everything in one team's namespace but the namespace itself (the delivery path's) and the
+    platform's workload policy (platform_workload_policies, which the role adds). ctx: labels,
+    artifact_repository (the s3 block without the bucket and Secret), workflow_service_account,
+    model_service_account."""
     ns = team["namespace"]
     labels = {**ctx["labels"], "platform.ml/team": team["name"]}
     meta = lambda name, **extra: {"name": name, "namespace": ns, "labels": labels, **extra}  # noqa: E731
     secret = f"object-store-{team['user']}"
-    dns = {
-        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-    }
-    gateway, tracking, store = ctx["inference_gateway"], ctx["tracking"], ctx["object_store"]
     repository = {
         "archiveLogs": True,
         "s3": {
@@ -328,48 +323,13 @@ def documents(team, ctx):
             "metadata": meta("artifact-repositories", annotations={"workflows.argoproj.io/default-artifact-repository": "default"}),
             "data": {"default": json.dumps(repository, sort_keys=True)},
         },
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("default-deny"), "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}},
+        # Beside the platform's workload policy: a team's own pods reach each other (workflow
+        # steps, a predictor and its transformer).
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
             "metadata": meta("allow-same-namespace"),
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [{"from": [{"podSelector": {}}]}], "egress": [{"to": [{"podSelector": {}}]}]},
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta("allow-platform-services"),
-            "spec": {
-                "podSelector": {},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    dns,
-                    {"to": store["peers"], "ports": [{"protocol": "TCP", "port": int(store["port"])}]},
-                    {
-                        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": tracking["namespace"]}}, "podSelector": {"matchLabels": tracking["labels"]}}],
-                        "ports": [{"protocol": "TCP", "port": int(tracking["port"])}],
-                    },
-                ],
-            },
-        },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta("allow-inference-and-metrics"),
-            "spec": {
-                "podSelector": {},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway["namespace"]}}, "podSelector": {"matchLabels": gateway["labels"]}}],
-                        "ports": [{"protocol": "TCP", "port": int(ctx["model_port"])}],
-                    },
-                    {
-                        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ctx["monitoring_namespace"]}}}],
-                        "ports": [{"protocol": "TCP", "port": int(p)} for p in ctx["metrics_ports"]],
-                    },
-                ],
-            },
         },
         # Argo's executor (the wait container) reports each step's outputs to the API server,
         # whose address is the host's: a Kubernetes NetworkPolicy cannot name it, Cilium's
@@ -387,29 +347,12 @@ def documents(team, ctx):
     return docs
 
 
-def secrets(team, object_store_credentials, mlflow_credentials, mlflow_url, endpoint, region, labels):
-    """The team's MLflow client Secret (mlflow-client, as in the platform's training namespace):
-    the team's MLflow login and its object-store keys, for workflows to envFrom. The credentials
-    are the files' whole mappings, read by the team's user name."""
-    object_store, mlflow = object_store_credentials[team["user"]], mlflow_credentials[team["user"]]
+def mlflow_clients(raw_teams, object_store_credentials, mlflow_credentials):
+    """Each team's MLflow client (tracking_mlflow_client_secrets makes its mlflow-client Secret):
+    its namespace, its MLflow login and its object-store keys, read by the team's user name."""
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {"name": "mlflow-client", "namespace": team["namespace"], "labels": {**labels, "platform.ml/team": team["name"]}},
-            "stringData": {
-                "MLFLOW_TRACKING_URI": mlflow_url,
-                "MLFLOW_TRACKING_USERNAME": mlflow["user"],
-                "MLFLOW_TRACKING_PASSWORD": mlflow["password"],
-                "MLFLOW_S3_ENDPOINT_URL": endpoint,
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_REGION": region,
-                "AWS_ACCESS_KEY_ID": object_store["access_key"],
-                "AWS_SECRET_ACCESS_KEY": object_store["secret_key"],
-                "MLFLOW_DISABLE_TELEMETRY": "true",
-            },
-        }
+        {"namespace": t["namespace"], "login": mlflow_credentials[t["user"]], "keys": object_store_credentials[t["user"]], "labels": {"platform.ml/team": t["name"]}}
+        for t in _data(raw_teams)
     ]
 
 
@@ -425,5 +368,5 @@ class FilterModule:
             "tenancy_gpu_quotas": gpu_quotas,
             "tenancy_cluster_documents": lambda raw, labels: cluster_documents(raw, _data(labels)),
             "tenancy_documents": lambda team, ctx: documents(_data(team), _data(ctx)),
-            "tenancy_secrets": lambda team, *a: secrets(_data(team), *map(_data, a)),
+            "tenancy_mlflow_clients": lambda teams, *a: mlflow_clients(teams, *map(_data, a)),
         }

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import json
+
 import ipaddress
 import re
 
@@ -66,6 +68,47 @@ def cidr_host_pattern(cidr):
     return ".".join(str(network.network_address).split(".")[:octets]) + ".*"
 
 
+def _plain(value):
+    """Ansible's lazy, tagged values as plain data."""
+    return json.loads(json.dumps(value))
+
+
+def client_secrets(clients, url, endpoint, region, labels):
+    """The mlflow-client Secret of each client namespace: the MLflow login and the object-store
+    keys a training job needs (envFrom). clients: [{namespace, login {user, password}, keys
+    {access_key, secret_key}, labels}] (the platform's training namespace, and each team's)."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": "mlflow-client", "namespace": client["namespace"], "labels": {**labels, **(client.get("labels") or {})}},
+            "stringData": {
+                "MLFLOW_TRACKING_URI": url,
+                "MLFLOW_TRACKING_USERNAME": client["login"]["user"],
+                "MLFLOW_TRACKING_PASSWORD": client["login"]["password"],
+                "MLFLOW_S3_ENDPOINT_URL": endpoint,
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_REGION": region,
+                "AWS_ACCESS_KEY_ID": client["keys"]["access_key"],
+                "AWS_SECRET_ACCESS_KEY": client["keys"]["secret_key"],
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+            },
+        }
+        for client in clients
+    ]
+
+
+def login_entries(users):
+    """platform_credentials entries of MLflow logins: {user: {user, password: generated}}."""
+    return {str(user): {"user": str(user), "password": None} for user in users}
+
+
 class FilterModule:
     def filters(self):
-        return {"tracking_cidr_host_pattern": cidr_host_pattern, "tracking_problems": problems}
+        return {
+            "tracking_cidr_host_pattern": cidr_host_pattern,
+            "tracking_problems": problems,
+            "tracking_mlflow_client_secrets": lambda clients, *a: client_secrets(*map(_plain, (clients, *a))),
+            "tracking_mlflow_login_entries": lambda users: login_entries(_plain(users)),
+        }
