@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import hashlib
 
 import pytest
 import yaml
@@ -20,8 +20,6 @@ sys.path.insert(0, str(ROOT / "plugins" / "action"))
 
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
-# Every cluster layer, rendered without contacting a host (the host plays are skipped).
-LAYER_TAGS = "preflight_inventory,network,storage,observability,gpu,serving,tracking,orchestration,tenancy,backup"
 INVENTORIES = ["lab", "production", "airgap"]
 
 
@@ -38,22 +36,101 @@ def run(args, cwd=ROOT, timeout=600, env=None):
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
 
 
-def render_gitops(inventory, tree, tags, *extra):
-    """Render layers of an inventory in gitops mode into tree, touching no host and no cluster;
-    generated credentials go beside the tree."""
+# What a copy of the project leaves out: the virtualenv, Git, caches and every
+# inventory's state (.state/), so a copy starts as a fresh clone does.
+_NOT_COPIED = shutil.ignore_patterns(".venv", ".git", ".cache", ".state", "__pycache__", ".pytest_cache", "*.egg-info")
+
+
+def project_copy(dest: Path) -> Path:
+    """A copy of the project at dest, as an operator's checkout: the README's commands run in it
+    as written (-i inventories/<name>) and keep their state in its .state/, isolated from every
+    other test. Links (the airgap inventory's) stay links."""
+    shutil.copytree(ROOT, dest, symlinks=True, ignore=_NOT_COPIED)
+    return dest
+
+
+def state_dir(project: Path, inventory: str) -> Path:
+    """Where the installer keeps an inventory's state in a project (platform_state_dir's default)."""
+    return project / ".state" / inventory
+
+
+def readme_commands():
+    """Every ansible-playbook command in the README's sh blocks, as argv lists (continuation
+    lines joined), in the order the README gives them."""
+    import re
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if line.startswith(".venv/bin/ansible-playbook "):
+                commands.append(shlex.split(line))
+    return commands
+
+
+def readme_command(playbook, *, tags=None):
+    """The README's command that runs playbook (with exactly these --tags, when given), with the
+    inventory it names replaced by {inventory} and the tree's directory by {tree}."""
+    for argv in readme_commands():
+        if argv[1] != playbook:
+            continue
+        given = argv[argv.index("--tags") + 1] if "--tags" in argv else None
+        if tags is not None and given != tags and not (tags == "*" and given):
+            continue
+        argv = [{"/path/to/checkout": "{tree}"}.get(a, "{inventory}" if a.startswith("inventories/") else a) for a in argv]
+        argv = [a.replace("platform_gitops_dir=/path/to/checkout", "platform_gitops_dir={tree}") for a in argv]
+        return argv[1:]
+    raise AssertionError(f"README.md has no `.venv/bin/ansible-playbook {playbook}` command{f' with --tags {tags}' if tags else ''}")
+
+
+def gitops_render_command():
+    """The README's gitops render (site.yml with platform_delivery=gitops), as a template."""
+    for argv in readme_commands():
+        if argv[1] == "site.yml" and "platform_delivery=gitops" in argv:
+            return readme_command("site.yml", tags=argv[argv.index("--tags") + 1])
+    raise AssertionError("README.md has no gitops render command (site.yml -e platform_delivery=gitops)")
+
+
+def operator_run(project, template, inventory, tree=None, *extra):
+    """One README command, as written, in project: ansible-playbook from the project's
+    virtualenv, the sample inventory named, nothing else overridden."""
+    argv = [a.format(inventory=f"inventories/{inventory}", tree=tree) for a in template]
+    return run([tool("ansible-playbook"), *argv, *extra], cwd=project)
+
+
+def render_gitops(inventory, tree, tags, *extra, project=None):
+    """Render layers of an inventory in gitops mode into tree, touching no host and no cluster,
+    with the README's command in a copy of the project (tree's name + "-project" beside it unless
+    given), so its generated credentials are in that copy's state directory."""
+    project = project or _project_of(tree)
     return run(
         [
             tool("ansible-playbook"), "site.yml", "-i", f"inventories/{inventory}", "--tags", tags,
             "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}",
             "-e", "platform_gitops_repo_url=https://git.example.internal/platform/tree.git", "-e", "platform_gitops_secrets=skip",
-            "-e", f"platform_credentials_dir={tree}-credentials", *extra,
-        ]
+            *extra,
+        ],
+        cwd=project,
     )
 
 
-def render(inventory, tree, *extra):
-    """Render the layers in gitops mode, touching no host: the storage and GPU host plays are skipped."""
-    return render_gitops(inventory, tree, LAYER_TAGS, "--skip-tags", "storage_hosts,gpu_hosts", *extra)
+def _project_of(tree):
+    """The project copy render_gitops renders tree in: made on the first render, kept for the next."""
+    project = tree.parent / f"{tree.name}-project"
+    return project if project.is_dir() else project_copy(project)
+
+
+def rendered_credentials(tree, inventory):
+    """The credentials directory of the project copy tree is (or will be) rendered in: a test may
+    put credentials an operator supplies there before rendering."""
+    return state_dir(_project_of(tree), inventory) / "credentials"
+
+
+def render(inventory, tree, *extra, project=None):
+    """The README's gitops render of every layer, as written, touching no host (the storage and
+    GPU host plays are skipped), in a copy of the project beside tree (see render_gitops)."""
+    return operator_run(project or _project_of(tree), gitops_render_command(), inventory, tree, *extra)
 
 
 def digest(tree):
@@ -64,23 +141,50 @@ def documents(tree_docs):
     return [(path, doc) for path, docs in tree_docs.items() for doc in docs]
 
 
+# A manifest an earlier render wrote and the platform no longer declares.
+STALE_FILE = "manifests/network/resources/old-pool.yaml"
+
+
 @pytest.fixture(scope="session", params=INVENTORIES)
 def rendered(request, tmp_path_factory):
     """(inventory, tree, {path: [documents]}) of every sample inventory, rendered once for the
-    whole run; the playbook's output is kept beside the tree as <tree>.out."""
+    whole run with the README's command in a copy of the project (<tree>-project beside it);
+    the playbook's output is kept beside the tree as <tree>.out. The tree starts as a checkout
+    holding a file the platform no longer declares (STALE_FILE), which the render must remove."""
     from k8s_schemas import CRD_DIR, load_tree
 
     if not CRD_DIR.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"{CRD_DIR} is missing: CI runs with ../shared beside the clone")
         pytest.skip(f"{CRD_DIR} is missing")
-    tree = tmp_path_factory.mktemp(f"tree-{request.param}")
-    result = render(request.param, tree)
-    assert result.returncode == 0, result.stdout + result.stderr
-    (tree.parent / f"{tree.name}.out").write_text(result.stdout)
+    from filelock import FileLock
+
+    # With pytest-xdist the workers share one render of each inventory: the first to need it
+    # renders under a lock in the run's common temporary directory, the others read it.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    tree = shared / f"tree-{request.param}"
+    with FileLock(str(shared / f"tree-{request.param}.lock")):
+        output = tree.parent / f"{tree.name}.out"
+        if not output.exists():
+            stale = tree / STALE_FILE
+            stale.parent.mkdir(parents=True, exist_ok=True)
+            stale.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old}\n")
+            result = render(request.param, tree)
+            assert result.returncode == 0, result.stdout + result.stderr
+            output.write_text(result.stdout)
     return request.param, tree, load_tree(tree)
 
 
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture()
+def project(tmp_path) -> Path:
+    """A fresh copy of the project for one test (see project_copy)."""
+    return project_copy(tmp_path / "project")
+
+
+from apiserver import apiserver  # noqa: E402,F401  (the session fixture: a real API server, tests/apiserver.py)

@@ -13,16 +13,18 @@ import stat
 import pytest
 import yaml
 
-from conftest import BOM, ROOT, documents, run, tool
+from conftest import BOM, ROOT, documents, project_copy, run, state_dir, tool
 
 MIRRORED = yaml.safe_load((ROOT / "roles" / "compute" / "defaults" / "main.yml").read_text())["compute_containerd_mirrored_registries"]
 
 
-def listing(inventory, tmp_path):
-    output = tmp_path / f"{inventory}-artifacts.yml"
-    result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", f"inventories/{inventory}", "-e", f"artifacts_output={output}"])
+def listing(inventory, tmp_path, *extra):
+    """The README's artifacts.yml command in a copy of the project; the list it writes to the
+    inventory's state directory."""
+    project = project_copy(tmp_path / f"{inventory}-project")
+    result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", f"inventories/{inventory}", *extra], cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
-    return yaml.safe_load(output.read_text())
+    return yaml.safe_load((state_dir(project, inventory) / "airgap-artifacts.yml").read_text())
 
 
 def qualified(ref):
@@ -90,19 +92,17 @@ def test_the_list_follows_the_inventory(tmp_path):
     assert "k3s-images.txt" in lab["resolved_when_bundling"][0]
 
 
-def test_an_unrecorded_chart_fails_the_list_by_name(tmp_path):
+def test_an_unrecorded_chart_fails_the_list_by_name(project):
     recorded = {key: images for key, images in BOM["bom_chart_images"].items() if key != "argo_cd"}
-    result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", "inventories/lab", "-e", json.dumps({"bom_chart_images": recorded}),
-                  "-e", f"artifacts_output={tmp_path / 'x.yml'}"])
+    result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", "inventories/lab", "-e", json.dumps({"bom_chart_images": recorded})],
+                 cwd=project)
     assert result.returncode != 0
     assert "bom_chart_images has no entry for chart argo_cd (argo-cd 10.1.1)" in result.stdout
+    assert not (state_dir(project, "lab") / "airgap-artifacts.yml").exists()
 
 
 def test_openebs_instead_of_longhorn_changes_the_list(tmp_path):
-    output = tmp_path / "openebs.yml"
-    result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", "inventories/lab", "-e", "storage_block=openebs", "-e", f"artifacts_output={output}"])
-    assert result.returncode == 0, result.stdout
-    listed = yaml.safe_load(output.read_text())
+    listed = listing("lab", tmp_path, "-e", "storage_block=openebs")
     images = {i["image"] for i in listed["images"]}
     assert "docker.io/openebs/linux-utils:4.3.0" in images and not any("longhorn" in i for i in images)
 
@@ -130,12 +130,12 @@ touch "$dest/chart-$v.tgz"
     return bin_dir, log
 
 
-def test_the_bundle_pulls_every_listed_image_and_chart(tmp_path, stand_ins):
+def test_the_bundle_pulls_every_listed_image_and_chart(tmp_path, project, stand_ins):
     bin_dir, log = stand_ins
     bundle = tmp_path / "bundle"
     args = [tool("ansible-playbook"), "playbooks/bundle.yml", "-i", "inventories/production", "-e", f"bundle_dir={bundle}",
             "-e", f"bundle_skopeo={bin_dir / 'skopeo'}", "-e", f"bundle_helm={bin_dir / 'helm'}", "-e", '{"bundle_include": ["charts", "images"]}']
-    result = run(args, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    result = run(args, cwd=project, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert result.returncode == 0, result.stdout + result.stderr
     listed = yaml.safe_load((bundle / "airgap-artifacts.yml").read_text())
     calls = log.read_text().splitlines()

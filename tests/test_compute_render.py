@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import yaml
 
-from conftest import ROOT, run, tool
+from conftest import ROOT, project_copy, run, state_dir, tool
 
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 
 
 def render(tmp_path, inventory, *extra):
-    out = tmp_path / "rendered"
-    result = run([tool("ansible-playbook"), "playbooks/render-compute.yml", "-i", f"inventories/{inventory}", "-e", f"compute_render_dir={out}", *extra])
+    """The README's render-compute.yml command in a copy of the project: the files land in the
+    inventory's state directory, where operators find them."""
+    project = project_copy(tmp_path / "project")
+    result = run([tool("ansible-playbook"), "playbooks/render-compute.yml", "-i", f"inventories/{inventory}", *extra], cwd=project)
     assert result.returncode == 0, result.stdout[-3000:]
-    return out
+    return state_dir(project, inventory) / "rendered"
 
 
 def docs(path):

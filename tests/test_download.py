@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import run, tool
+from conftest import run, state_dir, tool
 
 VERSION = "3.18.4"
 FAKE_HELM = f'#!/bin/sh\necho "v{VERSION}"\n'.encode()
@@ -58,40 +58,46 @@ def mirror(tmp_path_factory):
     server.shutdown()
 
 
-def install(tmp_path, url, sums, *extra):
-    playbook = tmp_path / "helm.yml"
+def install(project, url, sums, *extra):
+    """The helm tasks of direct delivery, run in a copy of the project on the lab inventory: helm
+    goes where operators get it, in the inventory's state directory."""
+    playbook = project / "helm-test.yml"
     playbook.write_text(PLAYBOOK)
     bom = {"helm": {"version": VERSION, "url": url, "dir": "", "sha256": sums}}
     return run(
         [
-            tool("ansible-playbook"), "-i", "localhost,", str(playbook), "-e", f"ansible_python_interpreter={sys.executable}",
-            "-e", json.dumps({"bom_binaries": bom}),
-            "-e", f"platform_helm_binary={tmp_path}/bin/helm", "-e", f"platform_cache_dir={tmp_path}/cache", *extra,
-        ]
+            tool("ansible-playbook"), "-i", "inventories/lab", str(playbook), "-e", f"ansible_python_interpreter={sys.executable}",
+            "-e", json.dumps({"bom_binaries": bom}), *extra,
+        ],
+        cwd=project,
     )
 
 
-def test_helm_is_installed_verified_and_left_alone(tmp_path, mirror):
+def installed(project):
+    return state_dir(project, "lab") / "bin" / "helm"
+
+
+def test_helm_is_installed_verified_and_left_alone(project, mirror):
     url, sums = mirror
-    first = install(tmp_path, url, sums)
+    first = install(project, url, sums)
     assert first.returncode == 0, first.stdout[-3000:]
-    assert (tmp_path / "bin" / "helm").read_bytes() == FAKE_HELM
-    second = install(tmp_path, url, sums)
+    assert installed(project).read_bytes() == FAKE_HELM
+    second = install(project, url, sums)
     assert second.returncode == 0
     assert "changed=0" in second.stdout, second.stdout[-2000:]
 
 
-def test_a_wrong_checksum_fails_and_installs_nothing(tmp_path, mirror):
+def test_a_wrong_checksum_fails_and_installs_nothing(project, mirror):
     url, sums = mirror
-    result = install(tmp_path, url, {arch: "0" * 64 for arch in sums})
+    result = install(project, url, {arch: "0" * 64 for arch in sums})
     assert result.returncode != 0
     assert "checksum" in result.stdout.lower()
-    assert not (tmp_path / "bin" / "helm").exists()
+    assert not installed(project).exists()
 
 
-def test_air_gapped_sites_fetch_from_the_binaries_mirror(tmp_path, mirror):
+def test_air_gapped_sites_fetch_from_the_binaries_mirror(project, mirror):
     """Upstream is unresolvable here, so success means the file came from <mirror>/helm/ (upstream's layout under the key)."""
     url, sums = mirror
-    result = install(tmp_path, "https://get.helm.sh.invalid", sums, "-e", "platform_airgap=true", "-e", f"platform_mirror_binaries={url}")
+    result = install(project, "https://get.helm.sh.invalid", sums, "-e", "platform_airgap=true", "-e", f"platform_mirror_binaries={url}")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert (tmp_path / "bin" / "helm").read_bytes() == FAKE_HELM
+    assert installed(project).read_bytes() == FAKE_HELM

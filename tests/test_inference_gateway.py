@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from conftest import render_gitops
+from conftest import render_gitops, rendered_credentials
 from k8s_schemas import load_tree
 from nginx_proxy import call, nginx, pod_file, require_nginx, upstream_server
 from serving_layer import token_map
@@ -29,7 +29,7 @@ def gateway(tmp_path_factory):
     assert result.returncode == 0, result.stdout[-3000:]
     docs = {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
     config = docs[("ConfigMap", "inference-gateway")]["data"]["default.conf"]
-    tokens = yaml.safe_load((work / "tree-credentials" / "serving.yml").read_text())
+    tokens = yaml.safe_load((rendered_credentials(tree, "lab") / "serving.yml").read_text())
     # The token map exactly as the role puts it in the Secret inference-tokens.
     pod_file(work / "tokens.map", token_map(tokens))
     assert PREDICTOR in config and "resolver kube-dns.kube-system.svc.cluster.local" in config

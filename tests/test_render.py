@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from conftest import BOM, KUBERNETES, ROOT, digest, documents, render, render_gitops
+from conftest import BOM, KUBERNETES, ROOT, STALE_FILE, documents, render, render_gitops, rendered_credentials
 from k8s_schemas import CRD_DIR, load_tree, validate
 
 def test_every_document_is_valid_for_its_schema(rendered):
@@ -18,21 +18,14 @@ def test_every_document_is_valid_for_its_schema(rendered):
     assert errors == []
 
 
-def test_rendering_twice_is_byte_identical_and_changes_nothing(rendered):
-    inventory, tree, _ = rendered
-    before = digest(tree)
-    result = render(inventory, tree)
-    assert result.returncode == 0, result.stdout
-    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", result.stdout), result.stdout[-3000:]
-    assert digest(tree) == before
+# Rendering twice is byte-identical and changes nothing: tests/test_operator_path.py runs the
+# README's render a second time on each session render.
 
 
 def test_stale_files_are_removed(rendered):
-    inventory, tree, _ = rendered
-    stale = tree / "manifests" / "network" / "resources" / "old-pool.yaml"
-    stale.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old}\n")
-    assert render(inventory, tree).returncode == 0
-    assert not stale.exists()
+    """The session's render started on a tree holding a file no layer declares (conftest's STALE_FILE)."""
+    _, tree, tree_docs = rendered
+    assert not (tree / STALE_FILE).exists() and STALE_FILE not in tree_docs
 
 
 def test_every_release_is_pinned_to_the_bom(rendered):
@@ -94,7 +87,7 @@ def test_every_namespace_has_pod_security_labels(rendered):
 def test_no_secret_or_credential_is_written(rendered):
     inventory, tree, tree_docs = rendered
     assert not [doc for _, doc in documents(tree_docs) if doc["kind"] == "Secret"]
-    credentials = tree.parent / f"{tree.name}-credentials"
+    credentials = rendered_credentials(tree, inventory)
     generated = yaml.safe_load((credentials / "object-store.yml").read_text())
     secrets = [fields["secret_key"] for fields in generated.values()]
     secrets.append(yaml.safe_load((credentials / "observability.yml").read_text())["grafana"]["password"])
@@ -241,8 +234,8 @@ def test_an_external_object_store_needs_its_endpoint_and_keys(tmp_path):
     result = render("lab", tree, *args)
     assert result.returncode != 0
     assert "lacks argo.access_key, argo.secret_key" in result.stdout
-    credentials = tmp_path / "tree-credentials"
-    credentials.mkdir(mode=0o700, exist_ok=True)
+    credentials = rendered_credentials(tree, "lab")
+    credentials.mkdir(mode=0o700, parents=True, exist_ok=True)
     keys = {u: {"access_key": f"{u}-key", "secret_key": f"{u}-secret-value"} for u in ("argo", "kserve", "mlflow", "postgres", "training", "velero")}
     (credentials / "object-store.yml").write_text(yaml.safe_dump(keys))
     (credentials / "object-store.yml").chmod(0o600)
@@ -409,8 +402,8 @@ def test_a_verbose_render_prints_no_credential(tmp_path):
     hashes, tokens) appears in Ansible's output or in the tree; no_log holds everywhere."""
     tree = tmp_path / "tree"
     # A credential the operator supplies (the second site's keys for replication) is as hidden.
-    credentials = tmp_path / "tree-credentials"
-    credentials.mkdir(mode=0o700)
+    credentials = rendered_credentials(tree, "production")
+    credentials.mkdir(mode=0o700, parents=True)
     (credentials / "object-store.yml").write_text(yaml.safe_dump({"replication": {"access_key": "site-a-replicator", "secret_key": "Supplied0nlyBy7heOperator0123456789abcdef"}}))
     (credentials / "object-store.yml").chmod(0o600)
     result = render("production", tree, "-vvv", "-e", "storage_replication_target=https://minio.site-b.example:9000")
@@ -425,7 +418,7 @@ def test_a_verbose_render_prints_no_credential(tmp_path):
         elif field in ("secret_key", "password", "password_bcrypt", "token"):
             generated.append(str(node))
 
-    for path in (tmp_path / "tree-credentials").glob("*.yml"):
+    for path in credentials.glob("*.yml"):
         walk(yaml.safe_load(path.read_text()))
     assert len(generated) >= 15
     text = result.stdout + result.stderr + "".join(p.read_text() for p in tree.rglob("*.yaml"))

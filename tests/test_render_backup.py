@@ -5,12 +5,11 @@ a new archive); and backup.yml / restore.yml refusing to start without what they
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import yaml
 
-from conftest import BOM, ROOT, documents, run, tool
+from conftest import BOM, documents, run, state_dir, tool
 from k8s_schemas import load_tree, validate
 from test_render_serving_tracking import by_kind, first, skipped_secrets
 
@@ -88,21 +87,21 @@ def test_without_backups_there_is_no_velero(tmp_path):
 
 
 @pytest.fixture()
-def restored_inventory(tmp_path):
-    """The production inventory after restore.yml: its record of the recovery beside it."""
-    inventory = tmp_path / "production"
-    shutil.copytree(ROOT / "inventories" / "production", inventory)
-    (inventory / "artifacts").mkdir()
-    (inventory / "artifacts" / "postgres-restore.yml").write_text(yaml.safe_dump(
+def restored_project(project):
+    """A checkout whose production inventory went through restore.yml: the record of the
+    recovery in the inventory's state directory."""
+    state = state_dir(project, "production")
+    state.mkdir(mode=0o700, parents=True)
+    (state / "postgres-restore.yml").write_text(yaml.safe_dump(
         {"backup_id": "20261202T031500", "source_server_name": "mlflow-db", "server_name": "mlflow-db-r20261202031500", "restored_from": "platform-20261202031500"}))
-    return inventory
+    return project
 
 
-def test_after_a_restore_the_database_is_the_recovered_one_with_its_own_archive(restored_inventory, tmp_path):
+def test_after_a_restore_the_database_is_the_recovered_one_with_its_own_archive(restored_project, tmp_path):
     tree = tmp_path / "tree"
-    result = run([tool("ansible-playbook"), "site.yml", "-i", str(restored_inventory), "--tags", "tracking",
+    result = run([tool("ansible-playbook"), "site.yml", "-i", "inventories/production", "--tags", "tracking",
                   "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}", "-e", "platform_gitops_repo_url=https://git.example.internal/t.git",
-                  "-e", "platform_gitops_secrets=skip", "-e", f"platform_credentials_dir={tmp_path / 'credentials'}"])
+                  "-e", "platform_gitops_secrets=skip"], cwd=restored_project)
     assert result.returncode == 0, result.stdout[-3000:]
     docs = load_tree(tree)
     cluster = next(d for _, d in documents(docs) if d["kind"] == "Cluster")
@@ -130,7 +129,7 @@ def test_without_a_restore_the_database_archives_under_its_own_name(rendered):
     ("playbooks/restore.yml", [], "Pass -e restore_name=<a backup's name>"),
     ("playbooks/restore.yml", ["-e", "restore_name=platform-20990101000000"], "Pass -e restore_name=<a backup's name>"),
 ])
-def test_backup_and_restore_refuse_to_start_without_what_they_need(playbook, args, message):
-    result = run([tool("ansible-playbook"), playbook, "-i", "inventories/lab", *args])
+def test_backup_and_restore_refuse_to_start_without_what_they_need(playbook, args, message, project):
+    result = run([tool("ansible-playbook"), playbook, "-i", "inventories/lab", *args], cwd=project)
     assert result.returncode != 0
     assert message in result.stdout, result.stdout[-2000:]

@@ -9,7 +9,7 @@ import re
 
 import yaml
 
-from conftest import BOM, ROOT, documents, run, tool
+from conftest import BOM, ROOT, documents, project_copy, run, tool
 from k8s_schemas import load_tree, validate
 from test_render_serving_tracking import first, skipped_secrets
 
@@ -102,10 +102,13 @@ def test_the_training_pipeline_uses_no_gpu_and_logs_to_mlflow(rendered):
 
 
 def promote(tree, *extra):
+    """The README's promote.yml command, in gitops mode, in the project copy beside tree."""
+    project = tree.parent / "project"
+    project.is_dir() or project_copy(project)
     return run([tool("ansible-playbook"), "playbooks/promote.yml", "-i", "inventories/production",
                 "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}",
                 "-e", "platform_gitops_repo_url=https://git.example.internal/platform/tree.git", "-e", "platform_gitops_secrets=skip",
-                "-e", f"platform_credentials_dir={tree}-credentials", *extra])
+                *extra], cwd=project)
 
 
 def test_a_promoted_version_becomes_an_inferenceservice_in_the_tree(tmp_path):
@@ -142,13 +145,14 @@ def test_a_promotion_of_something_that_is_not_a_registered_version_is_refused(tm
     assert not (tmp_path / "tree").exists()
 
 
-def test_the_smoke_check_is_the_last_play_and_runs_only_against_a_live_platform(tmp_path):
+def test_the_smoke_check_is_the_last_play_and_runs_only_against_a_live_platform(project):
     plays = yaml.safe_load((ROOT / "site.yml").read_text())
     assert plays[-1]["ansible.builtin.import_playbook"] == "playbooks/smoke.yml"
     # In gitops mode site.yml hands the cluster to Argo CD, so it does not run the smoke check.
-    gitops = run([tool("ansible-playbook"), "site.yml", "-i", "inventories/lab", "--tags", "smoke", "-e", "platform_delivery=gitops"])
+    gitops = run([tool("ansible-playbook"), "site.yml", "-i", "inventories/lab", "--tags", "smoke", "-e", "platform_delivery=gitops"], cwd=project)
     assert gitops.returncode == 0 and "Put the probes' script" not in gitops.stdout, gitops.stdout[-2000:]
     # Run on its own, it needs the cluster and says so before anything else.
-    alone = run([tool("ansible-playbook"), "playbooks/smoke.yml", "-i", "inventories/lab", "-e", f"platform_kubeconfig={tmp_path}/none"])
+    # (A fresh checkout has no cluster: there is no kubeconfig in its state directory.)
+    alone = run([tool("ansible-playbook"), "playbooks/smoke.yml", "-i", "inventories/lab"], cwd=project)
     assert alone.returncode != 0
     assert "The smoke check runs against the live platform and needs its admin kubeconfig" in re.sub(r"\s+", " ", alone.stdout)
