@@ -32,6 +32,8 @@ def podman_ready():
 
 
 @pytest.mark.molecule
+# One scenario at a time: they share the podman host and its test image.
+@pytest.mark.xdist_group("molecule")
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(scenario):
     reason = podman_ready()
