@@ -187,4 +187,4 @@ def project(tmp_path) -> Path:
     return project_copy(tmp_path / "project")
 
 
-from apiserver import apiserver  # noqa: E402,F401  (the session fixture: a real API server, tests/apiserver.py)
+from apiserver import apiserver, pytest_runtest_makereport, pytest_terminal_summary  # noqa: E402,F401  (a real API server, and timings shown under pytest-xdist: tests/apiserver.py)
