@@ -6,7 +6,8 @@ A layer declares (see docs/delivery.md):
     wave: 20                 # Argo CD sync wave base, in layer order
     namespaces: [{name, pod_security}]
     bundles:    [{name, manifest}]                   # manifest: a key of bom_manifests (upstream CRDs)
-    releases:   [{name, chart, namespace, values, keep}] # chart: a key of bom_charts; keep: CRDs, never pruned
+    releases:   [{name, chart, namespace, values, keep, timeout}] # chart: a key of bom_charts; keep: CRDs, never
+                                                     # pruned; timeout: seconds direct mode waits for it
     manifests:  [<Kubernetes object>, ...]           # applied after the releases
     secrets:    [<Secret>, ...]                      # never written to the GitOps tree
     ready:      [{kind, name, namespace?}]           # what to wait for in direct mode
@@ -27,7 +28,7 @@ LAYER_KEYS = ("name", "wave", "namespaces", "bundles", "releases", "manifests", 
 # A label key: an optional DNS-subdomain prefix and a name of at most 63 characters.
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-RELEASE_KEYS = ("name", "chart", "namespace", "values", "keep")
+RELEASE_KEYS = ("name", "chart", "namespace", "values", "keep", "timeout")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ARGOCD_DESTINATION = "https://kubernetes.default.svc"
 # Argo CD Applications are named <layer>-<part>; both must stay within a DNS label.
@@ -68,6 +69,8 @@ def declaration_problems(layer, charts, manifests=None):
                 problems.append(f"layer {name}: release {release.get('name')} has unknown key '{key}'")
         if release.get("chart") not in charts:
             problems.append(f"layer {name}: release {release.get('name')} uses chart '{release.get('chart')}', which bom_charts does not pin")
+        if "timeout" in release and (not isinstance(release["timeout"], int) or isinstance(release["timeout"], bool) or release["timeout"] <= 0):
+            problems.append(f"layer {name}: release {release.get('name')} has timeout {release['timeout']!r}; it must be a number of seconds")
         if len(f"{name}-{release.get('name')}") > MAX_APP_NAME:
             problems.append(f"layer {name}: release name {release.get('name')} is too long for an Application name")
     for doc in layer.get("manifests") or []:
@@ -348,6 +351,62 @@ def ready_checks(layer):
     return checks
 
 
+def _listed_releases(results):
+    """The releases `helm list --all --output json` printed, one run per declared release
+    (registered with a loop over the layer's releases): [(declared release, listed or None)]."""
+    import json
+
+    found = []
+    for result in results or []:
+        release = result.get("item") or {}
+        listed = [r for r in json.loads(result.get("stdout") or "[]") or [] if r.get("name") == release.get("name")]
+        found.append((release, listed[0] if listed else None))
+    return found
+
+
+def installed_releases(results):
+    """'namespace/name' of every declared release Helm already holds, in any state: a release
+    that is not among them is a first install, the only one direct mode installs atomically
+    (a rollback of an upgrade is a downgrade, which some charts, Longhorn's, do not support)."""
+    return sorted(f"{release['namespace']}/{release['name']}" for release, listed in _listed_releases(results) if listed)
+
+
+def pending_releases(results, helm="helm", kubeconfig=""):
+    """Each declared release that an interrupted run left pending-install, pending-upgrade or
+    pending-rollback, with the exact command that clears it. Helm refuses every later install
+    or upgrade of such a release ("another operation is in progress"), and `helm list` without
+    --all does not show it."""
+    kube = f" --kubeconfig {kubeconfig}" if kubeconfig else ""
+    problems = []
+    for release, listed in _listed_releases(results):
+        status = str((listed or {}).get("status") or "")
+        if not status.startswith("pending-"):
+            continue
+        where = f"{release['name']} --namespace {release['namespace']}{kube}"
+        if status == "pending-install":
+            # A first install has no revision to roll back to.
+            fix = f"{helm} uninstall {where}"
+        else:
+            fix = f"{helm} rollback {where}"
+        problems.append(
+            f"Helm release {release['namespace']}/{release['name']} is {status} (revision {listed.get('revision')}), left by an"
+            f" interrupted run; clear it with `{fix}`, then re-run this layer"
+        )
+    return problems
+
+
+def crd_names(bundle):
+    """The names of the CustomResourceDefinitions in a bundle (its YAML text, or its documents):
+    the only kind whose readiness, Established, a bundle wait can check. From Gateway API v1.5
+    the standard channel also ships a ValidatingAdmissionPolicy and its binding, which have no
+    such condition."""
+    if isinstance(bundle, str):
+        import yaml
+
+        bundle = list(yaml.safe_load_all(bundle))
+    return [d["metadata"]["name"] for d in bundle or [] if isinstance(d, Mapping) and d.get("kind") == "CustomResourceDefinition"]
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -363,4 +422,7 @@ class FilterModule:
             "platform_root_application": root_application,
             "platform_app_project": app_project,
             "platform_ready_checks": ready_checks,
+            "platform_installed_releases": installed_releases,
+            "platform_pending_releases": pending_releases,
+            "platform_crd_names": crd_names,
         }

