@@ -279,22 +279,18 @@ def start_apiserver(directory: Path, etcd_url: str | None = None, etcd_prefix: s
             _stop(process)
 
 
-# Lines report() made in a pytest-xdist worker, whose output nobody sees: they travel to the
-# controller with the next test report (pytest_runtest_makereport) and are printed there at
-# the end (pytest_terminal_summary). conftest imports both hooks.
+# Lines report() makes: output written while a test runs is captured (and a pytest-xdist
+# worker's is never seen), so they travel with the next test report
+# (pytest_runtest_makereport) and are printed in a "timings" section at the end of the run
+# (pytest_terminal_summary). conftest imports both hooks.
 _PENDING: list[str] = []
 TIMING = "timing"
 
 
 def report(config, message: str) -> None:
-    """A line in pytest's output, captured or not (the time of each expensive part); under
-    pytest-xdist, in a "timings" section at the end of the run."""
-    if hasattr(config, "workerinput"):
-        _PENDING.append(message.strip("\n"))
-        return
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(message)
+    """A line in the run's "timings" section (the time of each expensive part), with or
+    without pytest-xdist. config: pytest's, unused, kept for the callers."""
+    _PENDING.append(message.strip("\n"))
 
 
 @pytest.hookimpl(hookwrapper=True)
