@@ -31,6 +31,7 @@ def comparable(output):
     the order they finish (each task's lines are compared as a set)."""
     output = re.sub(r"^changed: ", "ok: ", output, flags=re.M)
     output = re.sub(r"\bchanged=\d+ +", "changed=N ", output)
+    output = re.sub(r"^(included: \S+ for )(.*)$", lambda m: m[1] + ", ".join(sorted(m[2].split(", "))), output, flags=re.M)
     sections = re.split(r"\n(?=(?:TASK|PLAY|RUNNING HANDLER) \[)", output)
     return [(section.split("\n", 1)[0], sorted(section.split("\n")[1:])) for section in sections]
 

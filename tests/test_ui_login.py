@@ -11,7 +11,7 @@ import base64
 import pytest
 import yaml
 
-from conftest import render_gitops
+from conftest import render_gitops, rendered_credentials
 from k8s_schemas import load_tree
 from nginx_proxy import call, nginx, pod_file, require_nginx, upstream_server
 
@@ -27,7 +27,7 @@ def login(tmp_path_factory):
     assert result.returncode == 0, result.stdout[-3000:]
     docs = [d for docs in load_tree(tree).values() for d in docs]
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "monitoring-ui")["data"]["default.conf"]
-    credentials = yaml.safe_load((work / "tree-credentials" / "observability.yml").read_text())["monitoring-ui"]
+    credentials = yaml.safe_load((rendered_credentials(tree, "lab") / "observability.yml").read_text())["monitoring-ui"]
     # The htpasswd line exactly as the role puts it in the Secret monitoring-ui-htpasswd.
     pod_file(work / "htpasswd", f"{credentials['user']}:{credentials['password_bcrypt']}\n")
     with upstream_server() as upstream:
