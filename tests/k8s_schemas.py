@@ -15,6 +15,8 @@ import os
 import re
 import subprocess
 import tarfile
+import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -135,8 +137,17 @@ def _helm(*args):
     return result.stdout
 
 
-@lru_cache(maxsize=1)
+_chart_crds_lock = threading.Lock()
+
+
 def chart_crds():
+    """_chart_crds(), computed by one thread while the others wait."""
+    with _chart_crds_lock:
+        return _chart_crds()
+
+
+@lru_cache(maxsize=1)
+def _chart_crds():
     """[(chart, CRD document)] of every pinned chart: its and its subcharts' crds/ folders (helm show
     crds), and the CRDs its templates render (helm template with CRD_VALUES), at the pinned version."""
 
@@ -159,9 +170,9 @@ def chart_crds():
     with ThreadPoolExecutor(max_workers=4) as pool:
         crds = [crd for found in pool.map(lambda item: of(*item), sorted(pinned_archives().items())) for crd in found]
     cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_name(f"{cached.name}.{os.getpid()}")
-    partial.write_text(json.dumps(crds))
-    partial.replace(cached)
+    with tempfile.NamedTemporaryFile("w", dir=cached.parent, prefix=cached.name, delete=False) as partial:
+        partial.write(json.dumps(crds))
+    os.replace(partial.name, cached)
     return crds
 
 
