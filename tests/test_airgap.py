@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -115,15 +116,18 @@ def stand_ins(tmp_path):
     log = tmp_path / "calls.log"
     (bin_dir / "skopeo").write_text(f"""#!/bin/sh
 echo "skopeo $*" >> {log}
-[ "$1" = inspect ] && exit 1
 dest=$(eval echo \\${{$#}})
+dir=${{dest#oci:}}; dir=${{dir%%:*}}
+[ "$1" = inspect ] && {{ grep -qxF "$dest" "$dir/refs" 2>/dev/null; exit $?; }}
 case "$dest" in oci:{tmp_path}/*) ;; *) echo "not a copy into the bundle: $dest" >&2; exit 2;; esac
-dir=${{dest#oci:}}; dir=${{dir%%:*}}; mkdir -p "$dir"; echo "$dest" >> "$dir/refs"
+case "$*" in *"$SKOPEO_FAILS"*) [ -n "$SKOPEO_FAILS" ] && {{ echo "manifest unknown" >&2; exit 1; }};; esac
+mkdir -p "$dir"; echo "$dest" >> "$dir/refs"
 """)
     (bin_dir / "helm").write_text(f"""#!/bin/sh
 echo "helm $*" >> {log}
+ref=$2
 while [ $# -gt 0 ]; do case "$1" in -d) shift; dest=$1;; --version) shift; v=$1;; esac; shift; done
-touch "$dest/chart-$v.tgz"
+touch "$dest/${{ref##*/}}-$v.tgz"
 """)
     for script in bin_dir.iterdir():
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -140,9 +144,14 @@ def test_the_bundle_pulls_every_listed_image_and_chart(tmp_path, project, stand_
     listed = yaml.safe_load((bundle / "airgap-artifacts.yml").read_text())
     calls = log.read_text().splitlines()
     copies = [c for c in calls if c.startswith("skopeo copy")]
-    assert len(copies) == len(listed["images"])
-    for image in listed["images"]:
-        assert any(f"docker://{image['image']} " in c for c in copies), image
+    # One copy per place in the mirror: an image two registries publish under one path (quay.io's
+    # and docker.io's kiwigrid/k8s-sidecar) has one, as containerd's mirror serves both from it.
+    places = {image["image"]: f"oci:{bundle}/images:{image['image'].split('/', 1)[1].split('@', 1)[0]}" for image in listed["images"]}
+    assert len(copies) == len(set(places.values()))
+    copied = {c.split()[-1] for c in copies}
+    for image, place in places.items():
+        assert place in copied, image
+        assert any(f"docker://{image} " in c for c in copies) or len([p for p in places.values() if p == place]) > 1, image
     assert all("--all" in c and "--preserve-digests" in c for c in copies)
     pulls = [c for c in calls if c.startswith("helm pull")]
     assert len(pulls) == len(listed["charts"])
@@ -150,3 +159,16 @@ def test_the_bundle_pulls_every_listed_image_and_chart(tmp_path, project, stand_
     assert "--repo https://helm.cilium.io" in cilium and "--version 1.19.4" in cilium
     kserve = next(c for c in pulls if "kserve-resources" in c)
     assert "oci://ghcr.io/kserve/charts/kserve-resources" in kserve
+    # Re-running pulls only what is missing: nothing.
+    log.write_text("")
+    again = run(args, cwd=project, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not [c for c in log.read_text().splitlines() if c.startswith(("skopeo copy", "helm pull"))]
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", again.stdout), "a second run changes nothing"
+    # One image that cannot be copied fails the step, naming it, after the others were tried.
+    (bundle / "images" / "refs").write_text("")
+    failing = listed["images"][0]["image"]
+    broken = run(args, cwd=project, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SKOPEO_FAILS": f"docker://{failing} "})
+    assert broken.returncode != 0
+    assert f"could not copy: {failing}" in broken.stdout
+    assert len((bundle / "images" / "refs").read_text().splitlines()) == len(set(places.values())) - 1
