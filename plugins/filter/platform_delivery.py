@@ -351,35 +351,34 @@ def ready_checks(layer):
     return checks
 
 
-def _listed_releases(results):
-    """The releases `helm list --all --output json` printed, one run per declared release
-    (registered with a loop over the layer's releases): [(declared release, listed or None)]."""
+def _listed_releases(releases, listed):
+    """Each declared release with what one `helm list --all --all-namespaces --output json` of
+    the layer printed for it (the entry of the same name and namespace), or None:
+    [(declared release, listed or None)]. listed: that command's output, or its parsed list."""
     import json
 
-    found = []
-    for result in results or []:
-        release = result.get("item") or {}
-        listed = [r for r in json.loads(result.get("stdout") or "[]") or [] if r.get("name") == release.get("name")]
-        found.append((release, listed[0] if listed else None))
-    return found
+    if isinstance(listed, str):
+        listed = json.loads(listed or "[]")
+    held = {(r.get("namespace"), r.get("name")): r for r in listed or []}
+    return [(release, held.get((release.get("namespace"), release.get("name")))) for release in releases or []]
 
 
-def installed_releases(results):
+def installed_releases(releases, listed):
     """'namespace/name' of every declared release Helm already holds, in any state: a release
     that is not among them is a first install, the only one direct mode installs atomically
     (a rollback of an upgrade is a downgrade, which some charts, Longhorn's, do not support)."""
-    return sorted(f"{release['namespace']}/{release['name']}" for release, listed in _listed_releases(results) if listed)
+    return sorted(f"{release['namespace']}/{release['name']}" for release, held in _listed_releases(releases, listed) if held)
 
 
-def pending_releases(results, helm="helm", kubeconfig=""):
+def pending_releases(releases, listed, helm="helm", kubeconfig=""):
     """Each declared release that an interrupted run left pending-install, pending-upgrade or
     pending-rollback, with the exact command that clears it. Helm refuses every later install
     or upgrade of such a release ("another operation is in progress"), and `helm list` without
     --all does not show it."""
     kube = f" --kubeconfig {kubeconfig}" if kubeconfig else ""
     problems = []
-    for release, listed in _listed_releases(results):
-        status = str((listed or {}).get("status") or "")
+    for release, held in _listed_releases(releases, listed):
+        status = str((held or {}).get("status") or "")
         if not status.startswith("pending-"):
             continue
         where = f"{release['name']} --namespace {release['namespace']}{kube}"
@@ -389,10 +388,17 @@ def pending_releases(results, helm="helm", kubeconfig=""):
         else:
             fix = f"{helm} rollback {where}"
         problems.append(
-            f"Helm release {release['namespace']}/{release['name']} is {status} (revision {listed.get('revision')}), left by an"
+            f"Helm release {release['namespace']}/{release['name']} is {status} (revision {held.get('revision')}), left by an"
             f" interrupted run; clear it with `{fix}`, then re-run this layer"
         )
     return problems
+
+
+def release_filter(releases):
+    """The --filter of the layer's one `helm list`: exactly its releases' names (a regular
+    expression, so a release whose name only contains a declared one is not listed)."""
+    names = sorted({re.escape(str(release["name"])) for release in releases or []})
+    return f"^({'|'.join(names)})$"
 
 
 def crd_names(bundle):
@@ -403,8 +409,16 @@ def crd_names(bundle):
     if isinstance(bundle, str):
         import yaml
 
-        bundle = list(yaml.safe_load_all(bundle))
+        # libyaml's parser when PyYAML has it: a bundle is a megabyte of CRDs (Gateway API's).
+        bundle = list(yaml.load_all(bundle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     return [d["metadata"]["name"] for d in bundle or [] if isinstance(d, Mapping) and d.get("kind") == "CustomResourceDefinition"]
+
+
+def bundle_ready_checks(bundles):
+    """What direct mode waits on after applying bundles (their YAML texts): each CRD
+    Established, in the form ready_checks gives (for platform_k8s_wait)."""
+    names = [name for bundle in bundles or [] for name in crd_names(bundle)]
+    return ready_checks({"ready": [{"kind": "CustomResourceDefinition", "name": name} for name in names]})
 
 
 class FilterModule:
@@ -425,4 +439,6 @@ class FilterModule:
             "platform_installed_releases": installed_releases,
             "platform_pending_releases": pending_releases,
             "platform_crd_names": crd_names,
+            "platform_bundle_ready_checks": bundle_ready_checks,
+            "platform_release_filter": release_filter,
         }

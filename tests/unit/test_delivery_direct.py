@@ -1,53 +1,81 @@
 """The direct path's own logic: interrupted Helm releases, first installs, bundle CRDs,
-per-release timeouts (plugins/filter/platform_delivery.py)."""
+per-release timeouts (plugins/filter/platform_delivery.py), and the one-run wait on a list of
+objects (plugins/modules/platform_k8s_wait.py)."""
 
 import json
+import re
 
 import platform_delivery as pd
+import platform_k8s_wait as wait
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.resource import ResourceInstance
 
 CHARTS = {"metallb": {"repository": "https://metallb.github.io/metallb", "chart": "metallb", "version": "0.16.1"}}
 
 
-def listed(name, namespace, *releases):
-    """What the `helm list --all --output json` task registers for one declared release."""
-    return {"item": {"name": name, "namespace": namespace, "chart": "metallb"}, "stdout": json.dumps(list(releases))}
+RELEASES = [
+    {"name": "metallb", "namespace": "metallb-system", "chart": "metallb"},
+    {"name": "cilium", "namespace": "kube-system", "chart": "cilium"},
+    {"name": "velero", "namespace": "velero", "chart": "velero"},
+    {"name": "loki", "namespace": "monitoring", "chart": "loki"},
+]
 
 
-def release(name, status, revision="2"):
-    return {"name": name, "namespace": "metallb-system", "revision": revision, "status": status, "chart": "metallb-0.16.1"}
+def listed(*releases):
+    """What the layer's one `helm list --all --all-namespaces --output json` prints."""
+    return json.dumps(list(releases))
+
+
+def release(name, status, revision="2", namespace="metallb-system"):
+    return {"name": name, "namespace": namespace, "revision": revision, "status": status, "chart": "metallb-0.16.1"}
 
 
 def test_a_pending_upgrade_names_the_rollback_command():
-    results = [listed("metallb", "metallb-system", release("metallb", "pending-upgrade", "3"))]
-    (problem,) = pd.pending_releases(results, "/state/bin/helm", "/state/admin.conf")
+    (problem,) = pd.pending_releases(RELEASES[:1], listed(release("metallb", "pending-upgrade", "3")), "/state/bin/helm", "/state/admin.conf")
     assert "metallb-system/metallb is pending-upgrade (revision 3)" in problem
     assert "`/state/bin/helm rollback metallb --namespace metallb-system --kubeconfig /state/admin.conf`" in problem
 
 
 def test_a_pending_install_has_nothing_to_roll_back_to_and_is_uninstalled():
-    results = [listed("metallb", "metallb-system", release("metallb", "pending-install", "1"))]
-    (problem,) = pd.pending_releases(results)
+    (problem,) = pd.pending_releases(RELEASES[:1], listed(release("metallb", "pending-install", "1")))
     assert "`helm uninstall metallb --namespace metallb-system`" in problem
 
 
 def test_deployed_failed_and_missing_releases_are_not_pending():
-    results = [
-        listed("metallb", "metallb-system", release("metallb", "deployed")),
-        listed("cilium", "kube-system", release("cilium", "failed")),
-        listed("velero", "velero"),
+    output = listed(
+        release("metallb", "deployed"),
+        release("cilium", "failed", namespace="kube-system"),
         # --filter is a regular expression: a release whose name only contains the declared one is not it.
-        listed("loki", "monitoring", release("loki-canary", "pending-install")),
-    ]
-    assert pd.pending_releases(results) == []
+        release("loki-canary", "pending-install", namespace="monitoring"),
+        # Nor is a release of the same name in another namespace.
+        release("velero", "pending-upgrade", namespace="backup"),
+    )
+    assert pd.pending_releases(RELEASES, output) == []
+
+
+def test_the_pending_check_reads_the_list_once_for_the_whole_layer():
+    output = listed(release("metallb", "pending-upgrade", "3"), release("loki", "pending-rollback", "4", namespace="monitoring"))
+    problems = pd.pending_releases(RELEASES, output, "helm")
+    assert [p.split(" is ")[0] for p in problems] == ["Helm release metallb-system/metallb", "Helm release monitoring/loki"]
+    # The task registers nothing when the layer has no releases: an empty list.
+    assert pd.pending_releases([], "[]") == [] and pd.installed_releases(RELEASES, "") == []
 
 
 def test_only_a_release_helm_does_not_hold_is_a_first_install():
-    results = [
-        listed("metallb", "metallb-system", release("metallb", "failed")),
-        listed("cilium", "kube-system"),
-        listed("loki", "monitoring", release("loki-canary", "deployed")),
-    ]
-    assert pd.installed_releases(results) == ["metallb-system/metallb"]
+    output = listed(
+        release("metallb", "failed"),
+        release("loki-canary", "deployed", namespace="monitoring"),
+        release("cilium", "deployed", namespace="cilium-system"),
+    )
+    assert pd.installed_releases(RELEASES, output) == ["metallb-system/metallb"]
+    assert pd.installed_releases(RELEASES, json.loads(output)) == ["metallb-system/metallb"]
+
+
+def test_one_helm_list_asks_for_exactly_the_layers_releases():
+    pattern = pd.release_filter(RELEASES + [{"name": "kube-prometheus.stack", "namespace": "monitoring"}, RELEASES[0]])
+    assert pattern == r"^(cilium|kube\-prometheus\.stack|loki|metallb|velero)$"
+    assert re.match(pattern, "loki") and not re.match(pattern, "loki-canary") and not re.match(pattern, "kube-prometheusXstack")
 
 
 def test_a_bundle_wait_names_only_its_crds():
@@ -57,6 +85,10 @@ def test_a_bundle_wait_names_only_its_crds():
         "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: safe-upgrades.gateway.networking.k8s.io}\n"
     )
     assert pd.crd_names(text) == ["gateways.gateway.networking.k8s.io"]
+    assert pd.bundle_ready_checks([text]) == [
+        {"api_version": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "name": "gateways.gateway.networking.k8s.io",
+         "namespace": None, "condition": {"type": "Established", "status": "True"}}
+    ]
 
 
 def test_a_release_timeout_must_be_seconds():
@@ -64,3 +96,111 @@ def test_a_release_timeout_must_be_seconds():
     assert pd.declaration_problems(layer, CHARTS) == ["layer storage: release metallb has timeout '15m'; it must be a number of seconds"]
     layer["releases"][0]["timeout"] = 1800
     assert pd.declaration_problems(layer, CHARTS) == []
+
+
+# -- platform_k8s_wait: every readiness signal of a layer in one module run -----------------------
+
+
+class FakeClient:
+    """client.resource() and client.get() as kubernetes.core's dynamic client answers them, from
+    a dict of objects that a test changes between checks; served: the kinds the server knows."""
+
+    def __init__(self, objects, served=("Deployment", "DaemonSet", "CustomResourceDefinition", "Job")):
+        self.objects, self.served, self.gets = objects, served, []
+
+    def resource(self, kind, api_version):
+        if kind not in self.served:
+            raise ResourceNotFoundError(f"{api_version} {kind}")
+        return type("Resource", (), {"kind": kind, "api_version": api_version})()
+
+    def get(self, resource, name=None, namespace=None):
+        self.gets.append((resource.kind, namespace, name))
+        found = self.objects.get((resource.kind, namespace, name))
+        if found is None:
+            raise NotFoundError(ApiException(status=404, reason="Not Found"))
+        return ResourceInstance(self, found)
+
+
+def deployment(replicas=1, available=None, generation=2, observed=2):
+    status = {"observedGeneration": observed, "replicas": replicas}
+    if available is not None:
+        status["availableReplicas"] = available
+    return {"kind": "Deployment", "metadata": {"name": "cilium-operator", "namespace": "kube-system", "generation": generation},
+            "spec": {"replicas": replicas}, "status": status}
+
+
+def crd(established):
+    return {"kind": "CustomResourceDefinition", "metadata": {"name": "gateways.gateway.networking.k8s.io"},
+            "status": {"conditions": [{"type": "NamesAccepted", "status": "True"},
+                                      {"type": "Established", "status": "True" if established else "False", "reason": "Installing",
+                                       "message": "the initial names have been accepted"}]}}
+
+
+OPERATOR = {"api_version": "apps/v1", "kind": "Deployment", "namespace": "kube-system", "name": "cilium-operator", "condition": None}
+GATEWAYS = pd.ready_checks({"ready": [{"kind": "CustomResourceDefinition", "name": "gateways.gateway.networking.k8s.io"}]})[0]
+
+
+class Clock:
+    """time.monotonic and time.sleep for wait_all, without waiting."""
+
+    def __init__(self, on_pause=None):
+        self.now, self.pauses, self.on_pause = 0.0, [], on_pause
+
+    def __call__(self):
+        return self.now
+
+    def pause(self, seconds):
+        self.pauses.append(seconds)
+        self.now += seconds
+        if self.on_pause:
+            self.on_pause(len(self.pauses))
+
+
+def test_ready_objects_are_checked_once_and_nothing_is_waited():
+    client = FakeClient({("Deployment", "kube-system", "cilium-operator"): deployment(available=1),
+                         ("CustomResourceDefinition", None, "gateways.gateway.networking.k8s.io"): crd(True)})
+    clock = Clock()
+    assert wait.wait_all(wait.Checker(client), [OPERATOR, GATEWAYS], 600, 1, clock, clock.pause) == (0.0, {})
+    assert clock.pauses == [] and len(client.gets) == 2
+
+
+def test_objects_not_ready_are_polled_every_sleep_until_they_are_and_ready_ones_are_not_read_again():
+    objects = {("Deployment", "kube-system", "cilium-operator"): deployment(available=1),
+               ("CustomResourceDefinition", None, "gateways.gateway.networking.k8s.io"): crd(False)}
+    client = FakeClient(objects)
+
+    def established(pauses):
+        if pauses == 3:
+            objects[("CustomResourceDefinition", None, "gateways.gateway.networking.k8s.io")] = crd(True)
+
+    clock = Clock(established)
+    waited, not_ready = wait.wait_all(wait.Checker(client), [OPERATOR, GATEWAYS], 600, 1, clock, clock.pause)
+    assert (waited, not_ready, clock.pauses) == (3.0, {}, [1, 1, 1])
+    assert client.gets.count(("Deployment", "kube-system", "cilium-operator")) == 1
+    assert client.gets.count(("CustomResourceDefinition", None, "gateways.gateway.networking.k8s.io")) == 4
+
+
+def test_one_deadline_for_the_whole_list_and_each_object_not_ready_is_named_with_what_it_shows():
+    client = FakeClient({("Deployment", "kube-system", "cilium-operator"): deployment(replicas=2, available=1),
+                         ("CustomResourceDefinition", None, "gateways.gateway.networking.k8s.io"): crd(False)})
+    missing = {"api_version": "apps/v1", "kind": "DaemonSet", "namespace": "kube-system", "name": "cilium"}
+    unserved = {"api_version": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "namespace": "serving", "name": "default"}
+    clock = Clock()
+    waited, not_ready = wait.wait_all(wait.Checker(client), [OPERATOR, GATEWAYS, missing, unserved], 5, 2, clock, clock.pause)
+    # 0, 2, 4, then the last 1 s to the deadline: never past it, never more than one deadline.
+    assert waited == 5 and clock.pauses == [2, 2, 1]
+    assert not_ready == {
+        "Deployment kube-system/cilium-operator": "availableReplicas=1, generation=2, observedGeneration=2, replicas=2",
+        "CustomResourceDefinition gateways.gateway.networking.k8s.io":
+            "NamesAccepted=True; Established=False (Installing: the initial names have been accepted)",
+        "DaemonSet kube-system/cilium": "not found",
+        "CiliumNetworkPolicy serving/default": "the API server does not serve cilium.io/v2 CiliumNetworkPolicy (yet)",
+    }
+
+
+def test_readiness_is_kubernetes_cores_own():
+    """A Deployment whose status is of an older generation is not ready, as for k8s_info's wait."""
+    check = wait.Checker(FakeClient({("Deployment", "kube-system", "cilium-operator"): deployment(available=1, generation=3, observed=2)}))
+    assert check(OPERATOR) == (False, "availableReplicas=1, generation=3, observedGeneration=2, replicas=1")
+    check.client.objects[("Deployment", "kube-system", "cilium-operator")] = deployment(available=1, generation=3, observed=3)
+    assert check(OPERATOR) == (True, "ready")
