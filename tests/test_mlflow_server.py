@@ -4,18 +4,30 @@ bom_images.mlflow pins, from the test virtualenv), and the users job's script fr
 the rendered ConfigMap. Only what needs a cluster is swapped: a SQLite file for the
 PostgreSQL database, a local port, the credentials the Secrets would hold, moto's S3
 server for the object store, and this test's directory for /tmp. On it run the
-train-iris pipeline step and the smoke check's probes, as layer 7 renders them."""
+train-iris pipeline step and the smoke check's probes, as layer 7 renders them.
+
+One render, one object store and one started server serve the whole module, whose
+tests run on one pytest-xdist worker, so the suite starts MLflow once. The users job
+runs three times in all: its first run starts as soon as the server answers, as the
+Job runs beside the Deployment, while the tests that need no users run; the tests
+that sign in as training share it."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
+import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +37,8 @@ from k8s_schemas import load_tree
 DOMAIN = "ml-platform.internal"
 ADMIN = ("admin", "admin-password-for-the-test-0123")
 TRAINING = ("training", "training-password-for-the-test-01")
+
+pytestmark = pytest.mark.xdist_group("mlflow-server")
 
 
 def free_port():
@@ -51,7 +65,10 @@ def object_store():
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    pytest.importorskip("mlflow")
+    # Whether MLflow is installed, without importing it here (seconds of CPU): only the
+    # server and the scripts it runs import it.
+    if importlib.util.find_spec("mlflow") is None:
+        pytest.skip("mlflow is not installed")
     work = tmp_path_factory.mktemp("mlflow")
     tree = work / "tree"
     result = render_gitops("lab", tree, "tracking,orchestration")
@@ -70,6 +87,17 @@ def container_env(container, secrets, tmp):
             ref = var["valueFrom"]["secretKeyRef"]
             env[var["name"]] = secrets[ref["name"]][ref["key"]]
     return env
+
+
+@dataclass
+class Server:
+    port: int
+    docs: dict
+    work: Path
+    database: str
+    object_store: tuple
+    process: subprocess.Popen  # the start script's, which execs mlflow: the leader of the server's process group
+    first_users_run: subprocess.Popen
 
 
 @pytest.fixture(scope="module")
@@ -92,21 +120,34 @@ def server(rendered, object_store):
     script = container["args"][0].replace("/tmp", str(tmp)).replace("--port 5000", f"--port {port}").replace("--host 0.0.0.0", "--host 127.0.0.1")
     log = open(work / "server.log", "w")
     process = subprocess.Popen([*container["command"], script], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if process.poll() is not None or "Traceback" in (work / "server.log").read_text():
-            pytest.fail(f"mlflow server failed: {(work / 'server.log').read_text()[-3000:]}")
-        try:
-            if request(port, "GET", "/health")[0] == 200:
-                break
-        except OSError:
-            time.sleep(1)
-    else:
-        pytest.fail(f"mlflow server did not start: {(work / 'server.log').read_text()[-3000:]}")
-    yield port, env, docs, work, database, object_store
-    os.killpg(process.pid, 15)
-    process.wait(timeout=30)
-    log.close()
+    first_users_run = None
+    try:
+        # A generous bound (a loaded machine starts it slowly) polled often: a failed
+        # start ends the wait at once.
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if process.poll() is not None or "Traceback" in (work / "server.log").read_text():
+                pytest.fail(f"mlflow server failed: {(work / 'server.log').read_text()[-3000:]}")
+            try:
+                if request(port, "GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"mlflow server did not start: {(work / 'server.log').read_text()[-3000:]}")
+        first_users_run = start_users_job(docs, work, database, [ADMIN, TRAINING])
+        yield Server(port, docs, work, database, object_store, process, first_users_run)
+    finally:
+        # Also when it failed to start: nothing of it outlives the module.
+        if first_users_run is not None and first_users_run.poll() is None:
+            first_users_run.kill()
+            first_users_run.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
 
 
 def request(port, method, path, login=None, host=None, body=None):
@@ -122,8 +163,27 @@ def request(port, method, path, login=None, host=None, body=None):
     return response.status, response.read().decode(errors="replace")
 
 
+def finish(process, timeout=120):
+    """The outcome of a process started with its output piped, once it has ended."""
+    stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def users(server):
+    """The users job's first run on the new server, declaring admin and training, and the
+    training login as it stands: the rotation test rotates it and records the new one."""
+    first = finish(server.first_users_run)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return {"first run": first, "training": TRAINING}
+
+
 def run_users_job(docs, work, database, users):
-    """The mlflow-users job as the rendered ConfigMap and Job give it."""
+    return finish(start_users_job(docs, work, database, users))
+
+
+def start_users_job(docs, work, database, users):
+    """The mlflow-users job as the rendered ConfigMap and Job give it, started."""
     job = next(d for (kind, _), d in docs.items() if kind == "Job" and d["metadata"]["name"].startswith("mlflow-users-"))
     container = job["spec"]["template"]["spec"]["containers"][0]
     users_dir = work / "users"
@@ -134,7 +194,7 @@ def run_users_job(docs, work, database, users):
     script.write_text(docs[("ConfigMap", "mlflow-scripts")]["data"]["mlflow-users.py"])
     env = dict(os.environ, **container_env(container, {"mlflow-db-app": {"uri": database}}, work), MLFLOW_USERS_DIR=str(users_dir))
     assert container["command"] == ["python", "/scripts/mlflow-users.py"]
-    return subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_the_start_script_hands_mlflow_the_database_uri_intact(rendered, tmp_path):
@@ -159,8 +219,24 @@ def test_the_start_script_hands_mlflow_the_database_uri_intact(rendered, tmp_pat
     assert (tmp_path / "auth" / "basic_auth.ini").stat().st_mode & 0o077 == 0
 
 
+def test_the_server_runs_its_workers_and_no_job_runner(server):
+    """What runs in the pod: the server, uvicorn and the workers the start script asks for;
+    no job runner and no huey consumers (MLflow's GenAI job execution is off)."""
+    args = server.docs[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    workers = int(args.split("--workers ", 1)[1].split()[0])
+    commands = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.getpgid(int(proc.name)) == server.process.pid:
+                commands.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:  # a process that ended meanwhile
+            continue
+    assert not [c for c in commands if "huey" in c or "_job_runner" in c], commands
+    assert sum("multiprocessing.spawn" in c for c in commands) == workers, commands
+
+
 def test_mlflow_answers_only_behind_its_login(server):
-    port, *_ = server
+    port = server.port
     assert request(port, "GET", "/health")[0] == 200
     assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1")[0] == 401
     assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=(ADMIN[0], "wrong-password-000"))[0] == 401
@@ -168,16 +244,20 @@ def test_mlflow_answers_only_behind_its_login(server):
 
 
 def test_mlflow_answers_the_gateway_service_and_pod_names_only(server):
-    port, *_ = server
     path = "/api/2.0/mlflow/experiments/search?max_results=1"
-    for host in (f"mlflow.{DOMAIN}", "mlflow.ml-tracking.svc.cluster.local:5000", "mlflow:5000", "10.42.7.9:5000"):
-        assert request(port, "GET", path, login=ADMIN, host=host)[0] == 200, host
-    assert request(port, "GET", path, login=ADMIN, host="attacker.example.com")[0] == 403
+    admitted = (f"mlflow.{DOMAIN}", "mlflow.ml-tracking.svc.cluster.local:5000", "mlflow:5000", "10.42.7.9:5000")
+    hosts = (*admitted, "attacker.example.com")
+    # At once: each signed-in request costs the server its password hashing, on any core.
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        statuses = dict(zip(hosts, pool.map(lambda host: request(server.port, "GET", path, login=ADMIN, host=host)[0], hosts)))
+    for host in admitted:
+        assert statuses[host] == 200, host
+    assert statuses["attacker.example.com"] == 403
 
 
-def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server):
-    port, _, docs, work, database, _ = server
-    result = run_users_job(docs, work, database, [ADMIN, TRAINING])
+def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server, users):
+    port, docs, work, database = server.port, server.docs, server.work, server.database
+    result = users["first run"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "training: created" in result.stdout and "admin: unchanged" in result.stdout
     assert TRAINING[1] not in result.stdout + result.stderr
@@ -189,17 +269,19 @@ def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server):
     # Re-run: nothing changes; a rotated password takes effect without the old one.
     assert "training: unchanged" in run_users_job(docs, work, database, [ADMIN, TRAINING]).stdout
     rotated = (TRAINING[0], "a-rotated-training-password-0001")
-    assert "training: updated" in run_users_job(docs, work, database, [ADMIN, rotated]).stdout
+    rotation = run_users_job(docs, work, database, [ADMIN, rotated])
+    if rotation.returncode == 0:
+        users["training"] = rotated  # the later tests sign in as training with it
+    assert "training: updated" in rotation.stdout
     assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=TRAINING)[0] == 401
     assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=rotated)[0] == 200
 
 
-def test_prometheus_reads_the_metrics_through_the_metrics_container_only(server):
+def test_prometheus_reads_the_metrics_through_the_metrics_container_only(server, users):
     """MLflow shows /metrics to admins only; the pod's metrics container reads it with the
     pod's own admin login and serves nothing else."""
-    port, env, docs, work, database, _ = server
-    run_users_job(docs, work, database, [ADMIN, TRAINING])
-    assert request(port, "GET", "/metrics", login=TRAINING)[0] == 403
+    port, docs, work = server.port, server.docs, server.work
+    assert request(port, "GET", "/metrics", login=users["training"])[0] == 403
     spec = docs[("Deployment", "mlflow")]["spec"]["template"]["spec"]
     sidecar = next(c for c in spec["containers"] if c["name"] == "metrics")
     metrics_port = free_port()
@@ -211,12 +293,15 @@ def test_prometheus_reads_the_metrics_through_the_metrics_container_only(server)
     assert sidecar["command"] == ["python", "/scripts/mlflow-metrics.py"]
     process = subprocess.Popen([sys.executable, str(script)], env=dict(os.environ, **sidecar_env))
     try:
-        for _ in range(50):
+        deadline = time.time() + 30
+        while True:
             try:
                 status, body = request(metrics_port, "GET", "/metrics")
                 break
             except OSError:
-                time.sleep(0.2)
+                if time.time() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
         assert status == 200 and "mlflow_http_request" in body, body[:500]
         assert request(metrics_port, "GET", "/api/2.0/mlflow/experiments/search")[0] == 404
     finally:
@@ -244,11 +329,18 @@ def s3_env(endpoint, prefix=""):
             f"{prefix}AWS_ENDPOINT_URL": endpoint, f"{prefix}AWS_REGION": "us-east-1"}
 
 
-def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it(server):
+def smoke_probe(mode, env):
+    """The smoke check's probe (roles/smoke/files/smoke_checks.py) in mode, started; finish() waits for it."""
+    smoke = ROOT / "roles" / "smoke" / "files" / "smoke_checks.py"
+    return subprocess.Popen([sys.executable, str(smoke), mode], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it(server, users):
     """The train-iris WorkflowTemplate's one step, with the environment the template and
-    the mlflow-client Secret give it, then the smoke probes on what it left."""
-    port, _, docs, work, database, (endpoint, s3) = server
-    run_users_job(docs, work, database, [ADMIN, TRAINING])
+    the mlflow-client Secret give it, then the smoke probes on what it left. The bucket
+    probes need nothing the step leaves, so they run while it trains."""
+    port, docs, work, (endpoint, s3) = server.port, server.docs, server.work, server.object_store
+    login = users["training"]
     template = docs[("WorkflowTemplate", "train-iris")]["spec"]
     step = next(t for t in template["templates"] if t["name"] == "fit")["container"]
     assert step["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}] and "nvidia.com/gpu" not in str(step["resources"])
@@ -260,32 +352,31 @@ def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it
         for marker, actual in values.items():
             value = value.replace(marker, actual)
         env[var["name"]] = value.replace("/tmp", str(work / "step-tmp"))
-    client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": TRAINING[0], "MLFLOW_TRACKING_PASSWORD": TRAINING[1]}
+    client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]}
     script = work / "train_iris.py"
     script.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
     base = dict(os.environ, **client, **s3_env(endpoint), MLFLOW_S3_ENDPOINT_URL=endpoint)
+    reach = dict(base, TRAINING_BUCKETS="training-datasets,mlflow-artifacts,kserve-models", ARGO_BUCKETS="workflow-artifacts", **s3_env(endpoint, "ARGO_"))
+    probes = [smoke_probe("buckets", reach), smoke_probe("buckets", dict(reach, ARGO_BUCKETS="no-such-bucket"))]
     result = subprocess.run([sys.executable, str(script)], env=dict(base, **env), capture_output=True, text=True, timeout=300, check=False)
+    buckets, broken = (finish(probe) for probe in probes)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert TRAINING[1] not in result.stdout + result.stderr
+    assert login[1] not in result.stdout + result.stderr
     outcome = json.loads((work / "step-tmp" / "outputs" / "result.json").read_text())
     assert outcome["serving_uri"] == "s3://kserve-models/iris/train-iris-x7k2p" and outcome["model_version"] == "1"
     assert outcome["accuracy"] > 0.9 and (work / "step-tmp" / "outputs" / "model.joblib").is_file()
     assert s3.head_object(Bucket="kserve-models", Key="iris/train-iris-x7k2p/model.joblib")["ContentLength"] > 0
 
-    smoke = ROOT / "roles" / "smoke" / "files" / "smoke_checks.py"
-    probe = dict(base, RUN_ID=outcome["run_id"], MODEL_NAME="iris", VERSION=outcome["model_version"], SERVING_URI=outcome["serving_uri"],
-                 ARTIFACT_BUCKET="mlflow-artifacts", TRAINING_BUCKETS="training-datasets,mlflow-artifacts,kserve-models",
-                 ARGO_BUCKETS="workflow-artifacts", **s3_env(endpoint, "ARGO_"))
-    checks = subprocess.run([sys.executable, str(smoke), "mlflow"], env=probe, capture_output=True, text=True, timeout=120, check=False)
+    probe = dict(reach, RUN_ID=outcome["run_id"], MODEL_NAME="iris", VERSION=outcome["model_version"], SERVING_URI=outcome["serving_uri"],
+                 ARTIFACT_BUCKET="mlflow-artifacts")
+    checks = finish(smoke_probe("mlflow", probe))
     assert checks.returncode == 0 and "FAIL" not in checks.stdout, checks.stdout + checks.stderr[-2000:]
     assert checks.stdout.count("PASS") == 7
-    buckets = subprocess.run([sys.executable, str(smoke), "buckets"], env=probe, capture_output=True, text=True, timeout=120, check=False)
     assert buckets.returncode == 0 and buckets.stdout.count("PASS") == 4, buckets.stdout + buckets.stderr[-2000:]
     # A missing bucket is a named failure.
-    broken = subprocess.run([sys.executable, str(smoke), "buckets"], env=dict(probe, ARGO_BUCKETS="no-such-bucket"), capture_output=True, text=True, timeout=120, check=False)
     assert broken.returncode == 1 and "FAIL bucket no-such-bucket answers over the S3 API" in broken.stdout
-    cleanup = subprocess.run([sys.executable, str(smoke), "cleanup"], env=probe, capture_output=True, text=True, timeout=120, check=False)
+    cleanup = finish(smoke_probe("cleanup", probe))
     assert cleanup.returncode == 0, cleanup.stdout + cleanup.stderr[-2000:]
     assert "Contents" not in s3.list_objects_v2(Bucket="kserve-models", Prefix="iris/train-iris-x7k2p/")
-    again = subprocess.run([sys.executable, str(smoke), "mlflow"], env=probe, capture_output=True, text=True, timeout=120, check=False)
+    again = finish(smoke_probe("mlflow", probe))
     assert again.returncode != 0

@@ -16,7 +16,14 @@ import sys
 from urllib.parse import urlsplit
 
 import boto3
-from mlflow import MlflowClient
+
+
+def mlflow_client():
+    """MLflow's client, imported only by the probes that talk to MLflow (importing mlflow
+    costs seconds of CPU, which the buckets probe has no use for)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient()
 
 
 def s3(prefix=""):
@@ -55,7 +62,7 @@ def buckets(report):
 
 
 def mlflow_run(report):
-    client = MlflowClient()
+    client = mlflow_client()
     run = client.get_run(os.environ["RUN_ID"])
     report.check("MLflow has the run with its parameters", {"C", "max_iter"} <= set(run.data.params), str(sorted(run.data.params)))
     report.check("MLflow has the run's metrics", "accuracy" in run.data.metrics and run.data.metrics["accuracy"] > 0.8, str(run.data.metrics))
@@ -76,7 +83,7 @@ def mlflow_run(report):
 
 
 def cleanup(report):
-    client = MlflowClient()
+    client = mlflow_client()
     if os.environ.get("VERSION"):
         client.delete_model_version(os.environ["MODEL_NAME"], os.environ["VERSION"])
         report.check(f"model {os.environ['MODEL_NAME']} version {os.environ['VERSION']} removed", True)
