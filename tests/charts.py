@@ -14,13 +14,17 @@ decide on `.Capabilities.APIVersions.Has "monitoring.coreos.com/v1"` (and the
 Gateway API's) what to render, as Argo CD tells them from the cluster.
 
 Renders are memoised on their inputs (chart, release, namespace, values), so the
-production and airgap inventories (the same values) and every test share them;
-chart_objects(inventory, tree_docs) is what other tests apply.
+production and airgap inventories (the same values) and every test share them, and
+kept on disk under a digest of every input (helm, archive, release, namespace,
+values, Kubernetes version, --api-versions; template()), so that every pytest-xdist
+worker and the next run share them too; chart_objects(inventory, tree_docs) is what
+other tests apply.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -36,7 +40,7 @@ from pathlib import Path
 import yaml
 
 import binaries
-from conftest import KUBERNETES
+from conftest import KUBERNETES, ROOT
 from k8s_schemas import CHART_DIR, _chart_files, _Loader, chart_crds, crd_schemas, shared_crds, validate
 
 # Kinds the API server serves cluster-wide (everything else is namespaced, custom
@@ -122,36 +126,102 @@ def api_versions():
 
 _memo: dict = {}
 _memo_lock = threading.Lock()
+_from_cache: set = set()  # the _memo keys read from RENDER_CACHE
 # At most this many helm processes at once, however many threads ask (helm waits on disk too).
 _helm_slots = threading.BoundedSemaphore(max(2, 2 * (os.cpu_count() or 1)))
 
 
+# Memoised renders are also kept in .cache/chart-renders/ under a digest of everything they come
+# from (as k8s_schemas.chart_crds keeps its CRDs): the process that renders a release first (the
+# others wait on a file lock of its digest) saves every other pytest-xdist worker, and the next
+# run, that helm run. Failed renders are not kept.
+RENDER_CACHE = ROOT / ".cache" / "chart-renders"
+_HELM_FLAGS = ("--include-crds", "--skip-tests")
+
+
+@lru_cache(maxsize=1)
+def _helm():
+    """binaries.helm(), its sha256 checked once per process rather than on every render."""
+    return binaries.helm()
+
+
+@lru_cache(maxsize=None)
+def _archive_sha256(archive: Path):
+    return binaries.sha256(archive)
+
+
+def _cached_render(release: Release) -> Path:
+    inputs = [
+        binaries.SHA256["helm"], _archive_sha256(release.archive), release.release, release.version, release.namespace,
+        release.values_json, KUBERNETES, _HELM_FLAGS, api_versions(),
+    ]
+    return RENDER_CACHE / f"{hashlib.sha256(json.dumps(inputs).encode()).hexdigest()}.json"
+
+
+def _helm_template(release: Release) -> Render:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="values-") as values:
+        values.write(release.values_json)
+        values.flush()
+        args = [
+            _helm(), "template", release.release, str(release.archive), "--version", release.version,
+            "--namespace", release.namespace, "--kube-version", KUBERNETES, "--values", values.name, *_HELM_FLAGS,
+            *(f"--api-versions={v}" for v in api_versions()),
+        ]
+        with _helm_slots:
+            result = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode:
+        return Render("", result.stderr.strip() or f"helm exited {result.returncode}")
+    return Render(result.stdout)
+
+
+def _write_render(path: Path, render: Render):
+    """The render's text, and its documents as JSON when JSON holds them unchanged (reading JSON
+    is ten times faster than parsing the YAML again), through a unique temporary file."""
+    try:
+        documents = json.dumps(render.documents)
+        if json.loads(documents) != render.documents:  # a timestamp, a key that is not a string
+            documents = "null"
+    except (TypeError, ValueError):
+        documents = "null"
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, delete=False) as partial:
+        partial.write(f'{{"text": {json.dumps(render.text)}, "documents": {documents}}}')
+    os.replace(partial.name, path)
+
+
+def _read_render(path: Path) -> Render:
+    stored = json.loads(path.read_text())
+    render = Render(stored["text"])
+    if stored["documents"] is not None:
+        render.__dict__["documents"] = stored["documents"]  # what the cached_property would parse
+    return render
+
+
 def template(release: Release, *, memo=True) -> Render:
-    """helm template of one release, memoised on its inputs unless memo is false."""
+    """helm template of one release, memoised on its inputs (in the process and in RENDER_CACHE)
+    unless memo is false."""
     key = _inputs(release)
     with _memo_lock:
         if memo and key in _memo:
             return _memo[key]
     if not release.archive.is_file():
         return Render("", f"{release.archive} is missing: ../shared/charts holds no {release.chart} {release.version}")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="values-") as values:
-        values.write(release.values_json)
-        values.flush()
-        args = [
-            binaries.helm(), "template", release.release, str(release.archive), "--version", release.version,
-            "--namespace", release.namespace, "--kube-version", KUBERNETES, "--values", values.name, "--include-crds", "--skip-tests",
-            *(f"--api-versions={v}" for v in api_versions()),
-        ]
-        with _helm_slots:
-            result = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
-    if result.returncode:
-        render = Render("", result.stderr.strip() or f"helm exited {result.returncode}")
-    else:
-        render = Render(result.stdout)
-    if memo:
-        with _memo_lock:
-            _memo[key] = render
-    return render
+    if not memo:
+        return _helm_template(release)
+    from filelock import FileLock
+
+    cached = _cached_render(release)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{cached}.lock"):
+        if cached.is_file():
+            render = _read_render(cached)
+            with _memo_lock:
+                _from_cache.add(key)
+        else:
+            render = _helm_template(release)
+            if not render.error:
+                _write_render(cached, render)
+    with _memo_lock:
+        return _memo.setdefault(key, render)
 
 
 def render_all(items, *, memo=True):
@@ -173,7 +243,11 @@ def chart_renders(inventory, tree_docs):
         if key not in _inventories:
             began = time.monotonic()
             _inventories[key] = dict(zip((r.application for r in declared), render_all(declared)))
-            TIMINGS.append(f"charts {inventory}: {len(declared)} releases rendered through their charts in {time.monotonic() - began:.1f}s")
+            cached = sum(_inputs(r) in _from_cache for r in declared)
+            TIMINGS.append(
+                f"charts {inventory}: {len(declared)} releases rendered through their charts in {time.monotonic() - began:.1f}s"
+                + (f" ({cached} read from {RENDER_CACHE.relative_to(ROOT)})" if cached else "")
+            )
         return _inventories[key]
 
 

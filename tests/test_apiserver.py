@@ -18,17 +18,15 @@ the platform writes gets a minimal CRD built from tests/k8s_schemas.py's schema 
 from __future__ import annotations
 
 import copy
-import json
 import time
-import urllib.error
 from dataclasses import dataclass, field
 
 import pytest
 import yaml
 
 from apiserver import (
-    ApplyError, api_get, apiserver_or_skip, apply_server_side, copy_etcd_keys, get_objects, kubectl, report, skip_without_binaries,
-    start_etcd,
+    ApplyError, Discovery, api_get, apiserver_or_skip, apply_server_side, copy_etcd_keys, create_dry_run, get_objects, kubectl, report,
+    skip_without_binaries, start_etcd, watch,
 )
 from charts import chart_objects
 from conftest import BOM, ROOT
@@ -36,6 +34,8 @@ from k8s_schemas import _CILIUM_SCHEMAS, CRD_DIR, _Loader
 
 # One worker runs them all, in order: the inventories after lab reuse the CRDs it proved
 # (_PROVEN_CRDS), and the API servers (a CPU each while applying) do not run side by side.
+# Spread over workers, production and airgap would each apply the 116 CRDs again: about 35 s
+# of CPU more apiece, the most expensive part of the test, on a run that is CPU-bound.
 pytestmark = pytest.mark.xdist_group("apiserver")
 
 FIELD_MANAGER = yaml.safe_load((ROOT / "roles" / "platform" / "defaults" / "main.yml").read_text())["platform_field_manager"]
@@ -166,27 +166,8 @@ def chart_items(inventory, tree_docs):
         destination = apps[name]["spec"]["destination"]["namespace"]
         for doc in docs:
             if doc and sync_hook(doc):
-                items.append(Item(f"chart {name}", copy.deepcopy(doc), destination))
+                items.append(Item(f"chart {name}", doc, destination))  # chart_objects gives copies
     return items
-
-
-class Discovery:
-    """Which kinds the server serves, and whether each is namespaced."""
-
-    def __init__(self, server):
-        self.server, self.cache = server, {}
-
-    def namespaced(self, api_version, kind):
-        if api_version not in self.cache:
-            path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            try:
-                resources = api_get(self.server, path)["resources"]
-            except urllib.error.HTTPError as error:  # a group/version nothing serves: kubectl names the object
-                if error.code != 404:
-                    raise
-                resources = []
-            self.cache[api_version] = {r["kind"]: r["namespaced"] for r in resources if "/" not in r["name"]}
-        return self.cache[api_version].get(kind)
 
 
 def duplicates(items):
@@ -207,27 +188,31 @@ def _apply(server, items, outcome, phase):
         stored = apply_server_side(server, [i.doc for i in unique], FIELD_MANAGER)
     except ApplyError as error:
         outcome.errors.append(f"{phase}: {error}")
-        stored = get_objects(server, [i.doc for i in unique])
+        stored = error.applied
     for obj in stored:
         outcome.applied[identity_of(obj)] = obj["metadata"]["resourceVersion"]
     return unique
 
 
+def _established(crd):
+    return any(c["type"] == "Established" and c["status"] == "True" for c in (crd.get("status") or {}).get("conditions") or [])
+
+
 def _wait_established(server, crds, outcome, timeout=120):
-    """Wait until every CRD in crds is Established (one list per poll: kubectl wait reads them
-    one by one, which takes tens of seconds for a hundred CRDs)."""
-    waiting = {c.doc["metadata"]["name"] for c in crds}
-    deadline = time.monotonic() + timeout
-    while waiting:
-        listed = api_get(server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"]
-        waiting -= {
-            crd["metadata"]["name"] for crd in listed
-            if any(c["type"] == "Established" and c["status"] == "True" for c in (crd.get("status") or {}).get("conditions") or [])
-        }
-        if waiting and time.monotonic() > deadline:
-            outcome.errors.append(f"CRDs not Established within {timeout}s: {sorted(waiting)}")
-            return
-        time.sleep(0.5 if waiting else 0)
+    """Wait until every CRD in crds is Established: one list, then one watch from it (kubectl
+    wait reads them one by one, which takes tens of seconds for a hundred CRDs; a list per poll
+    sends every CRD's schema again each time)."""
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    listed = api_get(server, path)
+    waiting = {c.doc["metadata"]["name"] for c in crds} - {crd["metadata"]["name"] for crd in listed["items"] if _established(crd)}
+    if waiting:
+        for _, crd in watch(server, path, listed["metadata"]["resourceVersion"], timeout):
+            if _established(crd):
+                waiting.discard(crd["metadata"]["name"])
+            if not waiting:
+                break
+    if waiting:
+        outcome.errors.append(f"CRDs not Established within {timeout}s: {sorted(waiting)}")
 
 
 def _phases(server, items):
@@ -341,10 +326,7 @@ def _admit_pods(server, items, outcome):
     namespaces = sorted({p["metadata"]["namespace"] for p in pods} - {ns for ns, name in declared if name == "default"})
     accounts = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}} for ns in namespaces]
     apply_server_side(server, accounts, "test-serviceaccount-controller")
-    if pods:
-        result = kubectl(server, "create", "--dry-run=server", "-o", "name", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
-        if result.returncode != 0:
-            outcome.refused_pods.extend(line for line in result.stderr.splitlines() if not line.startswith("Warning:"))
+    outcome.refused_pods.extend(create_dry_run(server, pods))
     return len(pods)
 
 
@@ -479,10 +461,14 @@ def test_a_rejected_object_and_a_cel_violation_are_reported(apiserver):
         "spec": {"rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "no-slash"}}]}]},
     }
     unknown = {"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "unknown-kind"}}
-    outcome = apply_platform(apiserver, [Item("test", crd), Item("test", namespace), Item("test", route), Item("test", unknown)])
+    # A field no schema declares (strict field validation).
+    undeclared = dict(_configmap("undeclared", "bad-input", "one"), immutable=False, mutable=True)
+    items = [Item("test", crd), Item("test", namespace), Item("test", route), Item("test", unknown), Item("test", undeclared)]
+    outcome = apply_platform(apiserver, items)
     errors = "\n".join(outcome.errors)
     assert 'HTTPRoute.gateway.networking.k8s.io "no-slash" is invalid' in errors and "start with '/'" in errors, errors
-    assert "CiliumClusterwideNetworkPolicy" in errors, errors
+    assert 'no matches for kind "CiliumClusterwideNetworkPolicy"' in errors, errors
+    assert "ConfigMap/bad-input/undeclared: " in errors and ".mutable: field not declared in schema" in errors, errors
 
 
 def test_a_change_on_the_second_apply_and_two_owners_are_reported(apiserver):
