@@ -329,23 +329,32 @@ def gitops_files(layer, charts, settings, mirror=None, manifests=None, git_mirro
 
 
 def ready_checks(layer):
-    """The k8s_info look-ups direct mode waits on, with the condition each must reach."""
+    """What direct mode waits on (platform_k8s_wait's objects): each readiness signal of a layer
+    with what it must reach, and for a Job what ends the wait at once (Failed, with its pods'
+    logs: a failed Job never completes, and waiting for the timeout hides why)."""
+    # kubernetes.core knows when a Deployment, DaemonSet or StatefulSet is ready; the others
+    # need their condition, or a field (the GPU Operator's ClusterPolicy has no Ready
+    # condition in every release, but always status.state, "ready" once every operand is, or
+    # when no GPU node has joined yet).
+    kinds = {
+        "CustomResourceDefinition": {"api_version": "apiextensions.k8s.io/v1", "condition": {"type": "Established", "status": "True"}},
+        "Job": {"api_version": "batch/v1", "condition": {"type": "Complete", "status": "True"},
+                "failure": {"type": "Failed", "status": "True"}, "logs": True},
+        "ClusterPolicy": {"api_version": "nvidia.com/v1", "field": {"path": "status.state", "value": "ready"}},
+    }
     checks = []
     for item in layer.get("ready") or []:
-        kind = item["kind"]
-        # kubernetes.core knows when a Deployment, DaemonSet or StatefulSet is ready; a CRD needs its condition.
-        condition = {
-            "CustomResourceDefinition": {"type": "Established", "status": "True"},
-            "Job": {"type": "Complete", "status": "True"},
-        }.get(kind)
-        api_version = {"CustomResourceDefinition": "apiextensions.k8s.io/v1", "Job": "batch/v1"}.get(kind, "apps/v1")
+        known = kinds.get(item["kind"], {})
         checks.append(
             {
-                "api_version": api_version,
-                "kind": kind,
+                "api_version": known.get("api_version", "apps/v1"),
+                "kind": item["kind"],
                 "name": item["name"],
                 "namespace": item.get("namespace"),
-                "condition": condition,
+                "condition": known.get("condition"),
+                "field": known.get("field"),
+                "failure": known.get("failure"),
+                "logs": known.get("logs", False),
             }
         )
     return checks

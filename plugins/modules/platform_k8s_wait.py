@@ -21,14 +21,20 @@ description:
     passed for the whole list; then fails naming each object that is not ready and what it shows.
   - Ready means what kubernetes.core.k8s_info's C(wait) means, with kubernetes.core's own
     predicates; with a C(condition), that the object's status condition of that type has that
-    status (and reason, when given); a kind with neither only has to exist.
+    status (and reason, when given); with a C(field), that the field at that dotted path has
+    that value (the GPU Operator's ClusterPolicy has C(status.state) C(ready)); a kind with none
+    of them only has to exist.
+  - An object that reaches its C(failure) condition (a Job's C(Failed)) stops the wait at once,
+    not at the timeout, with what the object shows and, with C(logs), the last lines of the log
+    of each of its pods (a Job's, by the C(batch.kubernetes.io/job-name) label).
   - Reads only; supports check mode (it waits there too, as k8s_info does).
 options:
   objects:
     description:
-      - What to wait for, each C({api_version, kind, name, namespace, condition}); C(namespace) is
-        omitted or empty for cluster-scoped kinds, C(condition) is C({type, status, reason}) or
-        empty.
+      - What to wait for, each C({api_version, kind, name, namespace, condition, field, failure,
+        logs}); C(namespace) is omitted or empty for cluster-scoped kinds; C(condition) and
+        C(failure) are C({type, status, reason}) or empty; C(field) is C({path, value}) or empty;
+        C(logs) is true to read the logs of a failed Job's pods.
     type: list
     elements: dict
     required: true
@@ -115,10 +121,30 @@ def describe(instance):
     return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "no status"
 
 
+class ObjectFailed(Exception):
+    """An object reached its failure condition: waiting longer cannot make it ready."""
+
+    def __init__(self, name, shown, logs=""):
+        super().__init__(f"{name} failed ({shown})" + (f"; {logs}" if logs else ""))
+
+
+LOG_LINES = 20
+
+
+def field_value(obj, path):
+    """The value at a dotted path of an object (a dict), None when any part is missing."""
+    for part in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
 def wait_all(check, objects, timeout, sleep, clock=time.monotonic, pause=time.sleep):
     """Check every object until all are ready or timeout seconds have passed.
 
-    check(item) -> (ready, what it shows). Returns (waited seconds, {label: shown} of the
+    check(item) -> (ready, what it shows); it raises ObjectFailed for an object that has failed,
+    which ends the wait at once. Returns (waited seconds, {label: shown} of the
     objects still not ready: empty when all are)."""
     started = clock()
     pending = {label(item): item for item in objects}
@@ -158,14 +184,45 @@ class Checker:
             return False, "not found"
         except HTTPError as error:  # retried, as kubernetes.core's waiter does
             return False, f"{type(error).__name__}: {error}"
-        condition = item.get("condition") or None
+        condition, field = item.get("condition") or None, item.get("field") or None
+        failure = item.get("failure") or None
+        if failure and failure.get("type") and exists(instance) and custom_condition(failure, instance):
+            raise ObjectFailed(label(item), describe(instance.to_dict()), self._logs(item) if item.get("logs") else "")
         if condition and condition.get("type"):
             predicate = partial(custom_condition, condition)
+        elif field and field.get("path"):
+            predicate = lambda found: field_value(found.to_dict(), field["path"]) == field.get("value")  # noqa: E731
         else:
             predicate = RESOURCE_PREDICATES.get(resource.kind, exists)
         if exists(instance) and predicate(instance):
             return True, "ready"
-        return False, describe(instance.to_dict())
+        shown = describe(instance.to_dict())
+        if field and field.get("path"):
+            shown = f"{field['path']}={field_value(instance.to_dict(), field['path'])!r}, {shown}"
+        return False, shown
+
+    def _logs(self, item):
+        """The last LOG_LINES lines of each container of each pod of a Job, as one text."""
+        pods = self.client.resource("Pod", "v1")
+        try:
+            listed = self.client.get(pods, namespace=item.get("namespace"), label_selector=f"batch.kubernetes.io/job-name={item['name']}")
+        except (NotFoundError, HTTPError) as error:
+            return f"its pods could not be listed: {error}"
+        found = listed.to_dict().get("items") or []
+        if not found:
+            return "no pod of it is left to read a log from"
+        texts = []
+        for pod in found:
+            name = pod["metadata"]["name"]
+            for container in (pod.get("spec") or {}).get("containers") or []:
+                try:
+                    log = pods.log.get(name=name, namespace=item.get("namespace"), serialize=False,
+                                       query_params=[("container", container["name"]), ("tailLines", LOG_LINES)])
+                    text = log.data.decode("utf8", errors="replace").rstrip() or "(empty)"
+                except Exception as error:  # noqa: BLE001 - the failure is reported either way
+                    text = f"(no log: {getattr(error, 'reason', None) or error})"
+                texts.append(f"log of pod {name}, container {container['name']} (last {LOG_LINES} lines):\n{text}")
+        return "\n".join(texts)
 
 
 def main():
@@ -186,6 +243,8 @@ def main():
         waited, not_ready = wait_all(checker, objects, module.params["timeout"], module.params["sleep"])
     except CoreException as error:
         module.fail_from_exception(error)
+    except ObjectFailed as error:
+        module.fail_json(msg=str(error))
     if not_ready:
         module.fail_json(
             msg=f"Not ready after {int(waited)} s: " + "; ".join(f"{name} ({shown})" for name, shown in not_ready.items()),

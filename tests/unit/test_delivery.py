@@ -112,6 +112,8 @@ def test_ready_checks_wait_on_conditions_only_for_crds_and_jobs():
     assert checks[1]["condition"] == {"type": "Established", "status": "True"}
     assert checks[1]["api_version"] == "apiextensions.k8s.io/v1"
     assert checks[2]["condition"] == {"type": "Complete", "status": "True"} and checks[2]["api_version"] == "batch/v1"
+    assert checks[2]["failure"] == {"type": "Failed", "status": "True"} and checks[2]["logs"] is True
+    assert checks[0]["failure"] is None and not checks[0]["logs"]
 
 
 BUNDLED = dict(LAYER, bundles=[{"name": "gateway-api-crds", "manifest": "gateway_api"}])

@@ -5,6 +5,8 @@ objects (plugins/modules/platform_k8s_wait.py)."""
 import json
 import re
 
+import pytest
+
 import platform_delivery as pd
 import platform_k8s_wait as wait
 from kubernetes.client.exceptions import ApiException
@@ -87,7 +89,7 @@ def test_a_bundle_wait_names_only_its_crds():
     assert pd.crd_names(text) == ["gateways.gateway.networking.k8s.io"]
     assert pd.bundle_ready_checks([text]) == [
         {"api_version": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "name": "gateways.gateway.networking.k8s.io",
-         "namespace": None, "condition": {"type": "Established", "status": "True"}}
+         "namespace": None, "condition": {"type": "Established", "status": "True"}, "field": None, "failure": None, "logs": False}
     ]
 
 
@@ -204,3 +206,78 @@ def test_readiness_is_kubernetes_cores_own():
     assert check(OPERATOR) == (False, "availableReplicas=1, generation=3, observedGeneration=2, replicas=1")
     check.client.objects[("Deployment", "kube-system", "cilium-operator")] = deployment(available=1, generation=3, observed=3)
     assert check(OPERATOR) == (True, "ready")
+
+
+def job(condition=None):
+    conditions = [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]
+    return {"kind": "Job", "metadata": {"name": "mlflow-users-0123456789", "namespace": "mlflow"},
+            "status": {"conditions": conditions} if condition else {}}
+
+
+JOB = pd.ready_checks({"ready": [{"kind": "Job", "namespace": "mlflow", "name": "mlflow-users-0123456789"}]})[0]
+
+
+class LoggingClient(FakeClient):
+    """FakeClient that also lists a Job's pods (by label) and serves their logs."""
+
+    def __init__(self, objects, pods):
+        super().__init__(objects, served=("Job", "Pod", "Deployment"))
+        self.pods, self.log_requests = pods, []
+
+    def resource(self, kind, api_version):
+        found = super().resource(kind, api_version)
+        if kind == "Pod":
+            client = self
+
+            class Log:
+                def get(self, name, namespace, serialize, query_params):
+                    client.log_requests.append((namespace, name, dict(query_params)))
+                    text = f"{name}/{dict(query_params)['container']}: psycopg.OperationalError: password authentication failed\n"
+                    return type("Response", (), {"data": text.encode()})()
+
+            found.log = Log()
+        return found
+
+    def get(self, resource, name=None, namespace=None, label_selector=None):
+        if resource.kind == "Pod":
+            assert label_selector == "batch.kubernetes.io/job-name=mlflow-users-0123456789"
+            return ResourceInstance(self, {"apiVersion": "v1", "kind": "PodList", "items": self.pods})
+        return super().get(resource, name=name, namespace=namespace)
+
+
+def test_a_failed_job_ends_the_wait_at_once_with_its_pods_logs():
+    """A Job that has Failed never completes: the wait stops at the first check, not at the
+    timeout, and says why, with the end of each container's log."""
+    pod = {"metadata": {"name": "mlflow-users-0123456789-x7k2p"}, "spec": {"containers": [{"name": "users"}]}}
+    client = LoggingClient({("Job", "mlflow", "mlflow-users-0123456789"): job("Failed")}, [pod])
+    clock = Clock()
+    with pytest.raises(wait.ObjectFailed) as failed:
+        wait.wait_all(wait.Checker(client), [OPERATOR, JOB], 600, 1, clock, clock.pause)
+    assert clock.pauses == []
+    message = str(failed.value)
+    assert message.startswith("Job mlflow/mlflow-users-0123456789 failed (Failed=True (BackoffLimitExceeded: Job has reached"), message
+    assert "log of pod mlflow-users-0123456789-x7k2p, container users (last 20 lines):" in message
+    assert "password authentication failed" in message
+    assert client.log_requests == [("mlflow", "mlflow-users-0123456789-x7k2p", {"container": "users", "tailLines": 20})]
+
+
+def test_a_failed_job_without_pods_says_so_and_a_running_one_is_waited_for():
+    client = LoggingClient({("Job", "mlflow", "mlflow-users-0123456789"): job()}, [])
+    check = wait.Checker(client)
+    assert check(JOB) == (False, "no status")
+    client.objects[("Job", "mlflow", "mlflow-users-0123456789")] = job("Failed")
+    with pytest.raises(wait.ObjectFailed, match="no pod of it is left to read a log from"):
+        check(JOB)
+    client.objects[("Job", "mlflow", "mlflow-users-0123456789")] = job("Complete")
+    assert check(JOB) == (True, "ready")
+
+
+def test_the_gpu_operators_cluster_policy_is_ready_by_its_state():
+    policy = pd.ready_checks({"ready": [{"kind": "ClusterPolicy", "name": "cluster-policy"}]})[0]
+    assert policy["api_version"] == "nvidia.com/v1" and policy["field"] == {"path": "status.state", "value": "ready"}
+    objects = {("ClusterPolicy", None, "cluster-policy"): {"kind": "ClusterPolicy", "metadata": {"name": "cluster-policy"},
+                                                           "status": {"state": "notReady"}}}
+    check = wait.Checker(FakeClient(objects, served=("ClusterPolicy",)))
+    assert check(policy) == (False, "status.state='notReady', state=notReady")
+    objects[("ClusterPolicy", None, "cluster-policy")]["status"] = {"state": "ready"}
+    assert check(policy) == (True, "ready")
