@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
-READY_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CustomResourceDefinition", "Job")
+READY_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CustomResourceDefinition", "Job", "ClusterPolicy")
 LAYER_KEYS = ("name", "wave", "namespaces", "bundles", "releases", "manifests", "secrets", "node_labels", "ready")
 # A label key: an optional DNS-subdomain prefix and a name of at most 63 characters.
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -36,6 +36,9 @@ MAX_APP_NAME = 63
 # Layers are 10 sync waves apart: namespaces and bundles at the layer's wave,
 # release n at wave + n, manifests at wave + 9.
 MAX_RELEASES = 8
+
+
+LAYER_LABEL = "platform.ml/layer"
 
 
 def declaration_problems(layer, charts, manifests=None):
@@ -81,6 +84,17 @@ def declaration_problems(layer, charts, manifests=None):
     for secret in layer.get("secrets") or []:
         if secret.get("kind") != "Secret":
             problems.append(f"layer {name}: secrets holds a {secret.get('kind')}, not a Secret")
+    # Direct mode prunes by this label what the layer no longer declares (platform_k8s_prune):
+    # an object without it would never be removed, one with another layer's would be removed
+    # by that layer.
+    for doc in (layer.get("manifests") or []) + (layer.get("secrets") or []):
+        meta = doc.get("metadata") or {}
+        found = (meta.get("labels") or {}).get(LAYER_LABEL)
+        if found != name:
+            problems.append(
+                f"layer {name}: {doc.get('kind')} {meta.get('namespace') or ''}/{meta.get('name')} has label {LAYER_LABEL}={found!r},"
+                f" not {name!r}"
+            )
     for entry in layer.get("node_labels") or []:
         for key, value in (entry.get("labels") or {}).items():
             if not LABEL_KEY.match(str(key)) or not LABEL_VALUE.match(str(value)):
@@ -328,6 +342,18 @@ def gitops_files(layer, charts, settings, mirror=None, manifests=None, git_mirro
     return files
 
 
+def declared_objects(layer):
+    """{apiVersion, kind, namespace, name} of every object direct mode applies for a layer (its
+    namespaces, Secrets and manifests): what platform_k8s_prune keeps. Names only: no Secret's
+    data reaches the module."""
+    docs = namespace_documents(layer) + list(layer.get("secrets") or []) + list(layer.get("manifests") or [])
+    return [
+        {"apiVersion": d["apiVersion"], "kind": d["kind"], "namespace": (d.get("metadata") or {}).get("namespace") or "",
+         "name": d["metadata"]["name"]}
+        for d in docs
+    ]
+
+
 def ready_checks(layer):
     """What direct mode waits on (platform_k8s_wait's objects): each readiness signal of a layer
     with what it must reach, and for a Job what ends the wait at once (Failed, with its pods'
@@ -445,6 +471,7 @@ class FilterModule:
             "platform_root_application": root_application,
             "platform_app_project": app_project,
             "platform_ready_checks": ready_checks,
+            "platform_declared_objects": declared_objects,
             "platform_installed_releases": installed_releases,
             "platform_pending_releases": pending_releases,
             "platform_crd_names": crd_names,

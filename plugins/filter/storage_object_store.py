@@ -118,9 +118,10 @@ def setup_files(users, buckets, scratch_prefix="scratch/", scratch_days=7, noncu
     return data
 
 
-def service_secrets(users, credentials, endpoint, region, name_format="object-store-{user}"):
+def service_secrets(users, credentials, endpoint, region, name_format="object-store-{user}", layer="storage"):
     """One Secret per service in its namespace: AWS-style keys the S3 SDKs (boto3, MLflow, Argo,
-    KServe's storage initializer) read, with the endpoint and KServe's S3 annotations."""
+    KServe's storage initializer) read, with the endpoint and KServe's S3 annotations. layer: the
+    layer that delivers them (its label: direct mode prunes by it)."""
     https = str(endpoint).startswith("https://")
     host = re.sub(r"^https?://", "", str(endpoint)).rstrip("/")
     docs = []
@@ -133,7 +134,7 @@ def service_secrets(users, credentials, endpoint, region, name_format="object-st
                 "metadata": {
                     "name": name_format.format(user=user),
                     "namespace": spec["namespace"],
-                    "labels": {"app.kubernetes.io/part-of": "ml-platform", "platform.ml/layer": "storage", "platform.ml/object-store-user": user},
+                    "labels": {"app.kubernetes.io/part-of": "ml-platform", "platform.ml/layer": layer, "platform.ml/object-store-user": user},
                     "annotations": {
                         "serving.kserve.io/s3-endpoint": host,
                         "serving.kserve.io/s3-usehttps": "1" if https else "0",

@@ -25,8 +25,8 @@ LAYER = {
     "wave": 20,
     "namespaces": [{"name": "metallb-system", "pod_security": "privileged"}],
     "releases": [{"name": "cilium", "chart": "cilium", "namespace": "kube-system", "values": {"a": 1}}],
-    "manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "kube-system"}}],
-    "secrets": [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}],
+    "manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "kube-system", "labels": {"platform.ml/layer": "network"}}}],
+    "secrets": [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "labels": {"platform.ml/layer": "network"}}, "stringData": {"k": "v"}}],
     "ready": [{"kind": "Deployment", "namespace": "kube-system", "name": "cilium-operator"}, {"kind": "CustomResourceDefinition", "name": "x.io"}],
 }
 
@@ -46,9 +46,15 @@ def test_a_sound_declaration_has_no_problems():
         ({"releases": [{"name": f"r{i}", "chart": "cilium", "namespace": "n"} for i in range(9)]}, "more than 8 releases"),
         ({"bundles": [{"name": "crds", "manifest": "unhashed"}]}, "bom_manifests.unhashed has no sha256"),
         ({"extra": 1}, "unknown key 'extra'"),
+        # Direct mode prunes by the layer's label: an object without it, or with another layer's.
+        ({"manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}]},
+         "ConfigMap n/c has label platform.ml/layer=None, not 'network'"),
+        ({"secrets": [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "t", "labels": {"platform.ml/layer": "storage"}}}]},
+         "Secret t/s has label platform.ml/layer='storage', not 'network'"),
     ],
 )
 def test_declaration_mistakes_are_caught(change, expected):
+    """Each kind of mistake, alone, is named."""
     problems = pd.declaration_problems(dict(LAYER, **change), CHARTS, MANIFESTS)
     assert any(expected in p for p in problems), problems
 

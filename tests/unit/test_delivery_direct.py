@@ -281,3 +281,55 @@ def test_the_gpu_operators_cluster_policy_is_ready_by_its_state():
     assert check(policy) == (False, "status.state='notReady', state=notReady")
     objects[("ClusterPolicy", None, "cluster-policy")]["status"] = {"state": "ready"}
     assert check(policy) == (True, "ready")
+
+
+# -- platform_k8s_prune: what a layer no longer declares ------------------------------------------
+
+import platform_k8s_prune as prune  # noqa: E402
+
+
+def _applied(kind, name, namespace="team-a", manager="ml-platform", operation="Apply", api_version="v1", owner=False):
+    meta = {"name": name, "namespace": namespace, "labels": {"platform.ml/layer": "tenancy"},
+            "managedFields": [{"manager": manager, "operation": operation}]}
+    if owner:
+        meta["ownerReferences"] = [{"kind": "Cluster", "name": "c", "uid": "u", "controller": True}]
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta}
+
+
+def test_only_what_the_platform_applied_and_no_controller_owns_is_a_prune_candidate():
+    declared = {prune.identity("v1", "ConfigMap", "team-a", "kept")}
+    listed = [
+        _applied("ConfigMap", "kept"),
+        _applied("ConfigMap", "gone"),
+        _applied("ConfigMap", "by-hand", manager="kubectl"),
+        _applied("ConfigMap", "updated", operation="Update"),
+        _applied("ConfigMap", "owned", owner=True),
+    ]
+    assert [o["metadata"]["name"] for o in prune.candidates(listed, declared, "ml-platform")] == ["gone"]
+
+
+def test_the_same_object_at_another_version_is_still_declared():
+    declared = {prune.identity("policy/v1", "PodDisruptionBudget", "mlflow", "mlflow")}
+    listed = [_applied("PodDisruptionBudget", "mlflow", namespace="mlflow", api_version="policy/v1beta1")]
+    assert prune.candidates(listed, declared, "ml-platform") == []
+
+
+def test_data_kinds_are_kept_unless_asked():
+    objects = [_applied("Namespace", "team-a", namespace=None), _applied("RoleBinding", "edit", api_version="rbac.authorization.k8s.io/v1"),
+               _applied("Cluster", "db", api_version="postgresql.cnpg.io/v1")]
+    kinds = ["Namespace", "postgresql.cnpg.io/Cluster"]
+    delete, keep = prune.split_data(objects, kinds, False)
+    assert [o["kind"] for o in delete] == ["RoleBinding"] and [o["kind"] for o in keep] == ["Namespace", "Cluster"]
+    assert prune.split_data(objects, kinds, True) == (objects, [])
+
+
+def test_the_declared_objects_are_names_only():
+    layer = {"name": "tenancy", "namespaces": [{"name": "team-a", "pod_security": "baseline"}],
+             "secrets": [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "team-a"}, "stringData": {"k": "secret"}}],
+             "manifests": [{"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "team-a"}}]}
+    assert pd.declared_objects(layer) == [
+        {"apiVersion": "v1", "kind": "Namespace", "namespace": "", "name": "team-a"},
+        {"apiVersion": "v1", "kind": "Secret", "namespace": "team-a", "name": "s"},
+        {"apiVersion": "v1", "kind": "ResourceQuota", "namespace": "team-a", "name": "q"},
+    ]
+    assert "secret" not in json.dumps(pd.declared_objects(layer))
