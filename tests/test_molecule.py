@@ -9,15 +9,19 @@ run only with PLATFORM_ONLINE=1.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 
 import pytest
+import yaml
 
 from conftest import ROOT, run, tool
 
-IMAGE = "localhost/platform-debian12:latest"
+# The test image with Debian's package lists and the scenarios' package files in apt's cache
+# (scripts/setup-test-host.sh builds both).
+IMAGE = "localhost/platform-debian12-apt:latest"
 SCENARIOS = sorted(
     p.name for p in (ROOT / "molecule").iterdir() if (p / "molecule.yml").exists() and not p.name.startswith(("kind-", "online-"))
 )
@@ -32,8 +36,10 @@ def podman_ready():
 
 
 @pytest.mark.molecule
-# One scenario at a time: they share the podman host and its test image.
-@pytest.mark.xdist_group("molecule")
+# No xdist_group: the scenarios may run side by side. Their containers have names of their own
+# (compute-*, storage-*, preflight-*) on podman's default network, only compute-podman serves
+# anything on this machine (its mirror, one port), and none changes the shared kernel
+# (compute_host_activate and storage_host_activate are off; preflight only reads).
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(scenario):
     reason = podman_ready()
@@ -53,6 +59,23 @@ def molecule_test(scenario, timeout):
     assert result.returncode == 0, output[-20000:]
     for step in ("converge", "idempotence", "verify"):
         assert f"{step}: Executed: Successful" in output, f"{scenario}: {step} did not run successfully\n{output[-8000:]}"
+
+
+def test_collections_are_the_pinned_versions():
+    """The scenarios skip molecule's prerun (prerun: false), which ran `ansible-galaxy collection
+    install -r collections/requirements.yml` before each of them: it installed nothing, and would
+    have failed here (no Galaxy) had a pin not been met. This is that check, once: every pinned
+    collection is found, first on ansible's collections path, at the pinned version."""
+    result = run([tool("ansible-galaxy"), "collection", "list", "--format", "json"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = {}
+    for collections in json.loads(result.stdout).values():  # in ansible's search order
+        for name, info in collections.items():
+            found.setdefault(name, info["version"])
+    pinned = yaml.safe_load((ROOT / "collections" / "requirements.yml").read_text())["collections"]
+    assert pinned, "collections/requirements.yml pins no collection"
+    wrong = {c["name"]: (c["version"], found.get(c["name"], "missing")) for c in pinned if found.get(c["name"]) != c["version"]}
+    assert not wrong, f"collection: (pinned, found) {wrong}"
 
 
 ONLINE_SCENARIOS = sorted(
