@@ -290,6 +290,60 @@ def _interrupt_upgrade(project: Path, server, base: str) -> str:
         upgrade.wait(timeout=30)
 
 
+BUMPED_FIELD = "platformBumpTestField"
+
+
+def _bumped_chart_repo(work: Path, chart: str = "metallb") -> tuple[str, str, http.server.ThreadingHTTPServer]:
+    """A chart repository on 127.0.0.1 holding every chart of ../shared/charts and a bumped copy
+    of chart (its pinned version's patch + 1, pre-release "test.1") whose IPAddressPool CRD (the
+    templates of its crds subchart) gains a field in spec: what a chart bump that changes a CRD
+    looks like. Returns (repository URL, bumped version, server)."""
+    pinned = next(e for e in BOM["bom_charts"].values() if e["chart"] == chart)["version"]
+    major, minor, patch = (int(part) for part in pinned.split("."))
+    version = f"{major}.{minor}.{patch + 1}-test.1"
+    repo = work / "bumped-charts"
+    repo.mkdir()
+    with tarfile.open(CHARTS / f"{chart}-{pinned}.tgz", "r:gz") as archive:
+        members = [(m, archive.extractfile(m).read() if m.isfile() else None) for m in archive.getmembers()]
+    out = repo / f"{chart}-{version}.tgz"
+    with tarfile.open(out, "w:gz", compresslevel=1) as bumped:
+        for member, data in members:
+            if member.name == f"{chart}/Chart.yaml":
+                data = re.sub(rb"(?m)^version: .*$", f"version: {version}".encode(), data, count=1)
+            elif member.name == f"{chart}/charts/crds/templates/crds.yaml":
+                text = data.decode()
+                start = text.index("name: ipaddresspools.metallb.io")
+                at = text.index("                autoAssign:\n", start)
+                field = f"                {BUMPED_FIELD}:\n                  description: A field the bumped chart adds.\n                  type: string\n"
+                data = (text[:at] + field + text[at:]).encode()
+            if data is not None:
+                member.size = len(data)
+            bumped.addfile(member, io.BytesIO(data) if data is not None else None)
+    for archive in CHARTS.glob("*.tgz"):
+        (repo / archive.name).symlink_to(archive)
+    index = yaml.safe_load((CHARTS / "index.yaml").read_text())
+    entry = dict(next(e for e in index["entries"][chart] if e["version"] == pinned))
+    entry.update(version=version, urls=[out.name], digest=hashlib.sha256(out.read_bytes()).hexdigest())
+    index["entries"][chart].insert(0, entry)
+    (repo / "index.yaml").write_text(yaml.safe_dump(index))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(repo)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", version, server
+
+
+def _bump_on(project: Path, base: str, repo_url: str, chart: str, version: str) -> None:
+    """What an operator does for a bump: the chart's version in the bill of materials (the
+    copy's group_vars/all/bom.yml), and here the site's chart mirror that holds it."""
+    bom = project / "group_vars" / "all" / "bom.yml"
+    text = bom.read_text()
+    pinned = next(e for e in BOM["bom_charts"].values() if e["chart"] == chart)["version"]
+    entry = re.search(rf'(?m)^    chart: {chart}\n    version: "{re.escape(pinned)}"\n', text)
+    assert entry, f"bom.yml has no {chart} entry at {pinned}"
+    bom.write_text(text[:entry.start()] + entry.group(0).replace(f'"{pinned}"', f'"{version}"') + text[entry.end():])
+    inventory = project / "inventories" / "lab" / "group_vars" / "all.yml"
+    inventory.write_text(inventory.read_text().replace(f"platform_mirror_charts: {base}/charts\n", f"platform_mirror_charts: {repo_url}\n"))
+
+
 class Runs:
     """What the sequence of runs left, for the tests to read."""
 
@@ -356,6 +410,23 @@ def runs(request, tmp_path_factory, mirror):
         out.second_errors = list(writer.errors)
         (work / "second.out").write_text(out.second.stdout)
         out.releases = json.loads(_helm(project, server, "list", "--all-namespaces", "--all", "-o", "json", check=True).stdout)
+        # A bump by tag (docs/upgrade.md): the chart's new version, whose CRD gains a field.
+        repo_url, out.bumped_version, repo_server = _bumped_chart_repo(work)
+        try:
+            _bump_on(project, base, repo_url, "metallb", out.bumped_version)
+            stop = threading.Event()
+            helper = threading.Thread(target=_webhook_serves_later, args=(server, stop, []), daemon=True)
+            with StatusWriter(server) as writer:
+                helper.start()
+                with _Timed("bump run", timings):
+                    out.bumped = deliver(project, overrides)
+                stop.set()
+                helper.join(timeout=30)
+            out.bumped_errors = list(writer.errors)
+        finally:
+            repo_server.shutdown()
+        (work / "bumped.out").write_text(out.bumped.stdout)
+        out.bumped_releases = json.loads(_helm(project, server, "list", "--all-namespaces", "--all", "-o", "json", check=True).stdout)
         report(request.config, f"\ndirect delivery ({TAGS}): {', '.join(timings)}")
         yield out
 
@@ -413,3 +484,23 @@ def test_next_run_changes_nothing(runs):
         ("kube-system", "cilium", "deployed"),
         ("metallb-system", "metallb", "deployed"),
     }
+
+
+def test_a_chart_bump_by_tag_upgrades_the_release_and_its_crds(runs):
+    """docs/upgrade.md's MetalLB row: CRDs in the templates of its crds subchart, so Helm
+    re-applies them with the release, in direct mode, on the layer's tag after the bump."""
+    runs = _first(runs)
+    assert runs.bumped.returncode == 0, runs.bumped.stdout[-6000:] + runs.bumped.stderr[-2000:]
+    assert not runs.bumped_errors, runs.bumped_errors
+    assert "conflict" not in runs.bumped.stdout.lower(), runs.bumped.stdout[-6000:]
+    before = {r["name"]: r for r in runs.releases}
+    after = {r["name"]: r for r in runs.bumped_releases}
+    assert after["metallb"]["chart"] == f"metallb-{runs.bumped_version}" and after["metallb"]["status"] == "deployed", after["metallb"]
+    assert int(after["metallb"]["revision"]) == int(before["metallb"]["revision"]) + 1
+    assert after["cilium"]["revision"] == before["cilium"]["revision"], "the bump upgraded a release it did not touch"
+    crd = json.loads(kubectl(runs.server, "get", "crd", "ipaddresspools.metallb.io", "-o", "json").stdout)
+    properties = [v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"] for v in crd["spec"]["versions"] if v["storage"]]
+    assert BUMPED_FIELD in properties[0], sorted(properties[0])
+    # The layer's objects were applied again over the upgraded CRD and are all still there.
+    pools = json.loads(kubectl(runs.server, "get", "ipaddresspools.metallb.io", "-n", "metallb-system", "-o", "json").stdout)["items"]
+    assert [p["metadata"]["name"] for p in pools] == ["lab"]
