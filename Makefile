@@ -1,6 +1,7 @@
 # Two entry points, the README's quick start:
 #   make site   set up the controller and run site.yml on the default (lab) inventory
 #   make test   set up the controller and the podman test host, run the whole test suite
+#   make bench  time preflight, the renders and one layer's re-run at 8, 100 and 600 hosts (docs/scale.md)
 # Options: INVENTORY=inventories/production make site ARGS="--tags preflight"
 #          make test PYTEST_ARGS="-k catalogue"
 
@@ -9,14 +10,18 @@ VENV ?= .venv
 INVENTORY ?= inventories/lab
 ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: site test test-host
+.PHONY: site test test-host bench
 
 site: $(VENV)/.runtime
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) site.yml $(ARGS)
 
 test: $(VENV)/.test test-host
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.test
+	$(VENV)/bin/python tests/bench.py $(BENCH_ARGS)
 
 # podman, runc, debootstrap and the offline-built Debian 12 systemd image that
 # the molecule scenarios run on (root only; a no-op once done).
