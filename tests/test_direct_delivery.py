@@ -369,6 +369,21 @@ class _Timed:
         return False
 
 
+def _deliver_as_webhook_comes_up(project, server, overrides, name, timings, refused):
+    """One run of the layer with the status writer standing in for the controllers and
+    MetalLB's webhook "becoming ready" once it has refused the platform (refused: its counts).
+    Returns (the run, what the status writer could not write)."""
+    stop = threading.Event()
+    helper = threading.Thread(target=_webhook_serves_later, args=(server, stop, refused), daemon=True)
+    with StatusWriter(server) as writer:
+        helper.start()
+        with _Timed(name, timings):
+            result = deliver(project, overrides)
+        stop.set()
+        helper.join(timeout=30)
+    return result, list(writer.errors)
+
+
 @pytest.fixture(scope="module")
 def runs(request, tmp_path_factory, mirror):
     base, overrides = mirror
@@ -378,16 +393,9 @@ def runs(request, tmp_path_factory, mirror):
         project = project_copy(work / "project")
         _lab_on(project, server, base)
         out.server, out.project = server, project
-        stop, out.refused = threading.Event(), []
-        helper = threading.Thread(target=_webhook_serves_later, args=(server, stop, out.refused), daemon=True)
+        out.refused = []
         timings = [f"API server ready in {server.started_in:.1f}s"]
-        with StatusWriter(server) as writer:
-            helper.start()
-            with _Timed("first run", timings):
-                out.first = deliver(project, overrides)
-            stop.set()
-            helper.join(timeout=30)
-        out.first_errors = list(writer.errors)
+        out.first, out.first_errors = _deliver_as_webhook_comes_up(project, server, overrides, "first run", timings, out.refused)
         (work / "first.out").write_text(out.first.stdout)
         if out.first.returncode != 0:
             yield out
@@ -414,15 +422,7 @@ def runs(request, tmp_path_factory, mirror):
         repo_url, out.bumped_version, repo_server = _bumped_chart_repo(work)
         try:
             _bump_on(project, base, repo_url, "metallb", out.bumped_version)
-            stop = threading.Event()
-            helper = threading.Thread(target=_webhook_serves_later, args=(server, stop, []), daemon=True)
-            with StatusWriter(server) as writer:
-                helper.start()
-                with _Timed("bump run", timings):
-                    out.bumped = deliver(project, overrides)
-                stop.set()
-                helper.join(timeout=30)
-            out.bumped_errors = list(writer.errors)
+            out.bumped, out.bumped_errors = _deliver_as_webhook_comes_up(project, server, overrides, "bump run", timings, [])
         finally:
             repo_server.shutdown()
         (work / "bumped.out").write_text(out.bumped.stdout)
