@@ -188,6 +188,8 @@ def start_users_job(docs, work, database, users):
     container = job["spec"]["template"]["spec"]["containers"][0]
     users_dir = work / "users"
     users_dir.mkdir(exist_ok=True)
+    for stale in users_dir.iterdir():  # the Secret's keys, as mounted: exactly the declared users
+        stale.unlink()
     for name, password in users:
         (users_dir / name).write_text(password)
     script = work / "mlflow-users.py"
@@ -275,6 +277,20 @@ def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server, us
     assert "training: updated" in rotation.stdout
     assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=TRAINING)[0] == 401
     assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=rotated)[0] == 200
+    # A team's login goes with the team; a user an admin made by hand stays.
+    team = ("team-vision", "a-team-vision-password-000000001")
+    hand = ("alice", "a-password-alice-chose-00000001")
+    added = run_users_job(docs, work, database, [ADMIN, rotated, team])
+    assert "team-vision: created" in added.stdout, added.stdout + added.stderr
+    status, body = request(port, "POST", "/api/2.0/mlflow/users/create", login=ADMIN, body={"username": hand[0], "password": hand[1]})
+    assert status == 200, body
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert request(port, "GET", search, login=team)[0] == 200 and request(port, "GET", search, login=hand)[0] == 200
+    removed = run_users_job(docs, work, database, [ADMIN, rotated])
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "team-vision: deleted (no longer declared)" in removed.stdout and "alice" not in removed.stdout, removed.stdout
+    assert request(port, "GET", search, login=team)[0] == 401
+    assert request(port, "GET", search, login=hand)[0] == 200
 
 
 def test_prometheus_reads_the_metrics_through_the_metrics_container_only(server, users):

@@ -1,8 +1,10 @@
 """Keep MLflow's users as the installer declares them (run by the mlflow-users job in
 the MLflow image): each user in /etc/mlflow-users/<name> (its password) exists, with
-that password, and is an admin exactly when listed in MLFLOW_ADMIN_USERS. Writes to
-MLflow's auth tables through MLflow's own store, so a rotated password is set without
-knowing the old one. Prints one line per user, never a password."""
+that password, and is an admin exactly when listed in MLFLOW_ADMIN_USERS; a user whose
+name starts with MLFLOW_MANAGED_USER_PREFIX (the teams') and is not declared any more is
+deleted, with its permissions. Writes to MLflow's auth tables through MLflow's own store,
+so a rotated password is set without knowing the old one. Prints one line per user, never
+a password."""
 
 import os
 import sys
@@ -39,6 +41,12 @@ def main():
             print(f"{name}: updated")
         else:
             print(f"{name}: unchanged")
+    managed = os.environ.get("MLFLOW_MANAGED_USER_PREFIX", "")
+    if managed:
+        for user in store.list_users():
+            if user.username.startswith(managed) and user.username not in wanted:
+                store.delete_user(user.username)
+                print(f"{user.username}: deleted (no longer declared)")
 
 
 if __name__ == "__main__":
