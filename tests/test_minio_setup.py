@@ -1,6 +1,7 @@
 """The MinIO setup job's script (roles/storage/files/minio-setup.sh) run with a stand-in for mc:
 buckets, policies and users converge, replication to the second site is added once and never
-twice, and the remote's secret never reaches the output, also when mc fails."""
+twice, users no longer declared are removed with their policies, and the remote's secret never
+reaches the output, also when mc fails."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ case "$1 $2" in
     if [ -n "${MC_FAIL_ADD:-}" ]; then echo "mc: <ERROR> Unable to add remote target $5: connection refused" >&2; exit 1; fi
     echo "$3" >> "$MC_STATE"
     echo "Replication configuration rule applied to $3 successfully." ;;
+esac
+case "$1 $2 $3" in
+  "admin user remove"|"admin policy remove")
+    if [ -n "${MC_FAIL_REMOVE:-}" ]; then echo "mc: <ERROR> Unable to remove $2: connection refused" >&2; exit 1; fi
+    case " ${MC_GONE:-} " in *" $5 "*) echo "mc: <ERROR> Unable to remove $2. The specified $2 does not exist." >&2; exit 1 ;; esac ;;
 esac
 exit 0
 """
@@ -83,3 +89,23 @@ def test_a_failed_replication_fails_the_job_with_the_secret_masked(job):
     assert result.returncode != 0
     assert "Unable to add remote target" in result.stderr
     assert SECRET not in result.stdout + result.stderr and "***" in result.stderr
+
+
+def test_users_no_longer_declared_are_removed_with_their_policies(job, tmp_path):
+    (tmp_path / "config" / "revoked").write_text("team-old platform-team-old\nteam-gone platform-team-gone\n")
+    result, calls = job(MC_GONE="team-gone platform-team-gone")
+    assert result.returncode == 0, result.stderr
+    assert "mc admin user remove platform team-old" in calls and "mc admin policy remove platform platform-team-old" in calls
+    # The user goes before its policy: its keys stop working first.
+    assert calls.index("mc admin user remove platform team-old") < calls.index("mc admin policy remove platform platform-team-old")
+    assert "team-old: user removed" in result.stdout and "team-old: policy removed" in result.stdout
+    assert "team-gone: user gone already" in result.stdout and "team-gone: policy gone already" in result.stdout
+    # Declared users are never removed.
+    assert not [c for c in calls if "remove platform mlflow" in c or "remove platform platform-mlflow" in c]
+
+
+def test_a_removal_that_fails_fails_the_job(job, tmp_path):
+    (tmp_path / "config" / "revoked").write_text("team-old platform-team-old\n")
+    result, _ = job(MC_FAIL_REMOVE="1")
+    assert result.returncode != 0 and "Unable to remove user: connection refused" in result.stderr
+    assert "object store converged" not in result.stdout

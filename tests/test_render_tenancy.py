@@ -6,11 +6,13 @@ closed Cilium schema) is test_render.py's; the Secret wiring is test_render_serv
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
 
-from conftest import ROOT, documents
+from conftest import ROOT, _project_of, documents, project_copy, render_gitops, state_dir
+from k8s_schemas import load_tree
 from test_render_serving_tracking import by_kind, skipped_secrets
 
 PRODUCTION = yaml.safe_load((ROOT / "inventories" / "production" / "group_vars" / "all.yml").read_text())
@@ -171,3 +173,34 @@ def test_without_teams_there_are_no_team_namespaces(rendered):
     if inventory != "lab":
         pytest.skip("the lab has no teams")
     assert not [doc for _, doc in documents(tree_docs) if doc["metadata"].get("namespace", "").startswith("team-")]
+
+
+def test_a_team_taken_out_of_the_inventory_is_revoked_in_the_tree(rendered, tmp_path):
+    """The operator removes team fraud from production and re-renders the layers a team touches
+    (docs/tenancy.md) on the checkout and state the last render left: the team's objects leave
+    the tree (Argo CD prunes them), the MinIO setup job removes its user and policy, and the
+    MLflow users job is told which users are the installer's to remove."""
+    inventory, tree, _ = rendered
+    if inventory != "production":
+        pytest.skip("production's teams (airgap has the same)")
+    project = project_copy(tmp_path / "project")
+    shutil.copytree(state_dir(_project_of(tree), inventory), state_dir(project, inventory))
+    group_vars = project / "inventories" / inventory / "group_vars" / "all.yml"
+    settings = yaml.safe_load(group_vars.read_text())
+    settings["platform_teams"] = [team for team in settings["platform_teams"] if team["name"] != "fraud"]
+    group_vars.write_text(yaml.safe_dump(settings, sort_keys=False))
+    checkout = tmp_path / "tree"
+    shutil.copytree(tree, checkout)
+    result = render_gitops(inventory, checkout, "preflight_inventory,storage,serving,tracking,tenancy",
+                           "--skip-tags", "storage_hosts", project=project)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    after = load_tree(checkout)
+    assert not team_docs(after, "team-fraud"), [doc["metadata"] for doc in team_docs(after, "team-fraud")][:5]
+    assert team_docs(after, "team-vision"), "the team that stays keeps its objects"
+    docs = by_kind(after)
+    setup = docs[("ConfigMap", "minio", "minio-setup")]["data"]
+    assert "team-fraud" not in setup["users"] and "policy-platform-team-fraud.json" not in setup
+    assert setup["revoked"] == "team-fraud platform-team-fraud\n"
+    job = next(doc for (kind, _, name), doc in docs.items() if kind == "Job" and name.startswith("mlflow-users-"))
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_MANAGED_USER_PREFIX"] == "team-"

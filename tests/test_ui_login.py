@@ -29,7 +29,9 @@ def login(tmp_path_factory):
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "monitoring-ui")["data"]["default.conf"]
     credentials = yaml.safe_load((rendered_credentials(tree, "lab") / "observability.yml").read_text())["monitoring-ui"]
     # The htpasswd line exactly as the role puts it in the Secret monitoring-ui-htpasswd.
-    pod_file(work / "htpasswd", f"{credentials['user']}:{credentials['password_bcrypt']}\n")
+    # (one line, no newline: a '\n' in the folded YAML that builds it would be a literal backslash
+    # and n, part of the hash, and no login would ever match)
+    pod_file(work / "htpasswd", f"{credentials['user']}:{credentials['password_bcrypt']}")
     with upstream_server() as upstream:
         local = config.replace("/etc/nginx/auth/htpasswd", str(work / "htpasswd"))
         for service, service_port in (("prometheus", 9090), ("alertmanager", 9093)):

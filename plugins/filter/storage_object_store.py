@@ -165,6 +165,17 @@ def credential_entries(users, store="minio"):
     return entries
 
 
+def revoked_users(credentials, users):
+    """The MinIO users the credentials file still holds (their access key is their name, as
+    credential_entries makes them) that the declaration no longer has: a team taken out of
+    platform_teams, a service user removed. The setup job removes each, with its policy. The
+    tenant's root user and the second site's keys are never among them."""
+    return sorted(
+        name for name, entry in (credentials or {}).items()
+        if name not in users and name not in ("root", "replication") and isinstance(entry, Mapping) and entry.get("access_key") == name
+    )
+
+
 def secret_keys(credentials, users):
     """{service: secret key}: the file per service user the setup job reads."""
     return {user: credentials[user]["secret_key"] for user in sorted(users)}
@@ -180,4 +191,5 @@ class FilterModule:
             "storage_object_store_secrets": service_secrets,
             "storage_object_store_credential_entries": credential_entries,
             "storage_object_store_secret_keys": secret_keys,
+            "storage_object_store_revoked_users": revoked_users,
         }

@@ -90,3 +90,16 @@ def test_each_service_secret_lands_in_its_namespace_with_kserve_annotations():
     assert kserve["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"] == "minio.minio.svc.cluster.local"
     assert kserve["metadata"]["annotations"]["serving.kserve.io/s3-usehttps"] == "0"
     assert store.secret_keys(credentials, USERS) == {"kserve": "kserve-secret", "mlflow": "mlflow-secret"}
+
+
+def test_revoked_users_are_the_service_users_the_declaration_no_longer_has():
+    credentials = {
+        "root": {"access_key": "platform-root", "secret_key": "r"},
+        "replication": {"access_key": "replication", "secret_key": "x"},
+        "mlflow": {"access_key": "mlflow", "secret_key": "m"},
+        "team-old": {"access_key": "team-old", "secret_key": "o"},
+        "flask": {"secret_key": "f"},
+    }
+    assert store.revoked_users(credentials, {"mlflow": {}}) == ["team-old"]
+    assert store.revoked_users(credentials, {"mlflow": {}, "team-old": {}}) == []
+    assert store.revoked_users({}, {"mlflow": {}}) == []

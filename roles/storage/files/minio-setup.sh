@@ -1,7 +1,8 @@
 #!/bin/sh
 # Converges the platform's MinIO tenant on what the storage layer declares:
-# buckets (versioning, lifecycle), one policy and one user per service, and
-# replication of the listed buckets to a second MinIO. Every step is
+# buckets (versioning, lifecycle), one policy and one user per service, the
+# removal of users no longer declared, and replication of the listed buckets
+# to a second MinIO. Every step is
 # create-or-update, so the job can run again at any time. The alias "platform"
 # comes from MC_HOST_platform; secrets are read from files (the directories
 # are the Job's mounts; the tests point them elsewhere).
@@ -38,6 +39,24 @@ while read -r user policy; do
     || grep -qi "already" /tmp/attach.err \
     || { cat /tmp/attach.err >&2; exit 1; }
 done < "$config/users"
+# Users the storage layer no longer declares (a team taken out of
+# platform_teams, a service user removed): the user, so its keys stop working,
+# then its policy. One that is gone already is not an error.
+if [ -s "$config/revoked" ]; then
+  while read -r user policy; do
+    for what in "user remove platform $user" "policy remove platform $policy"; do
+      # shellcheck disable=SC2086
+      if mc admin $what 2>/tmp/revoke.err; then
+        echo "$user: ${what%% *} removed"
+      elif grep -qi "not exist\|not found" /tmp/revoke.err; then
+        echo "$user: ${what%% *} gone already"
+      else
+        cat /tmp/revoke.err >&2
+        exit 1
+      fi
+    done
+  done < "$config/revoked"
+fi
 # Server-side bucket replication to the second site (storage_replication_target):
 # a MinIO whose buckets of the same names are versioned too. The remote's keys
 # go in the target URL, so mc's output is shown with the secret masked.
