@@ -155,6 +155,13 @@ def problems(raw, reserved_namespaces=(), platform_buckets=(), gpu_quota_namespa
                 found.append(f"{where}.buckets: {bucket!r} is not one of platform_buckets ({', '.join(buckets)}). Fix: correct the name; the team's own bucket team-{name} needs no grant.")
             if access not in ACCESS:
                 found.append(f"{where}.buckets.{bucket}: {access!r} is not read or readwrite.")
+            elif access != "read" and bucket in buckets:
+                # The platform's services write there (datasets, models, artifacts, backups):
+                # a team with write could overwrite or delete what they keep.
+                found.append(
+                    f"{where}.buckets.{bucket}: readwrite on a platform bucket would let the team overwrite or delete what the"
+                    f" platform's services keep there. Fix: grant read, and keep the team's own data in its bucket team-{name}."
+                )
     return found
 
 
