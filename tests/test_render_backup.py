@@ -38,7 +38,8 @@ def test_velero_writes_to_the_backups_bucket_with_its_own_user(rendered):
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} <= skipped_secrets(tree)[("velero", "object-store-velero")]
     setup = by_kind(tree_docs)[("ConfigMap", "minio", "minio-setup")]["data"]
     policy = yaml.safe_load(setup["policy-platform-velero.json"])
-    assert {r for st in policy["Statement"] for r in st["Resource"]} == {"arn:aws:s3:::platform-backups", "arn:aws:s3:::platform-backups/*"}
+    # The bucket's listing, and the objects under Velero's prefix only (not the database's backups).
+    assert {r for st in policy["Statement"] for r in st["Resource"]} == {"arn:aws:s3:::platform-backups", "arn:aws:s3:::platform-backups/velero/*"}
     # No snapshots and no node agent: nothing privileged; the plugin is the one the BOM pins.
     assert values["snapshotsEnabled"] is False and values["deployNodeAgent"] is False
     assert values["initContainers"][0]["image"] in BOM["bom_chart_images"]["velero"]

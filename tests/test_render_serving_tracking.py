@@ -98,16 +98,20 @@ def test_each_consumer_uses_the_buckets_and_endpoint_the_storage_layer_creates(r
     buckets = {line.split()[0] for line in setup["buckets"].splitlines()}
     policies = {name.removeprefix("policy-platform-").removesuffix(".json"): json.loads(text) for name, text in setup.items() if name.startswith("policy-")}
 
-    def granted(user, bucket, write):
-        actions = {a for st in policies[user]["Statement"] if f"arn:aws:s3:::{bucket}" in st["Resource"] or f"arn:aws:s3:::{bucket}/*" in st["Resource"] for a in st["Action"]}
+    def granted(user, path, write):
+        """Whether user may read (and write) the objects under path, a bucket or bucket/prefix."""
+        actions = {a for st in policies[user]["Statement"] if f"arn:aws:s3:::{path}/*" in st["Resource"] for a in st["Action"]}
         return "s3:GetObject" in actions and (not write or "s3:PutObject" in actions)
 
     tenant = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "Tenant")
     endpoint = f"http://minio.{tenant['metadata']['namespace']}.svc.cluster.local"
     cluster = first(tree_docs, "Cluster", "mlflow-db")["spec"]["backup"]["barmanObjectStore"]
-    backup_bucket = cluster["destinationPath"].removeprefix("s3://").split("/")[0]
+    backup_path = cluster["destinationPath"].removeprefix("s3://").rstrip("/")
+    backup_bucket = backup_path.split("/")[0]
     assert cluster["endpointURL"] == endpoint
-    assert backup_bucket in buckets and granted("postgres", backup_bucket, write=True)
+    assert backup_bucket in buckets and granted("postgres", backup_path, write=True)
+    # Its own prefix only: not Velero's backups, nor anything else in the bucket.
+    assert not granted("postgres", backup_bucket, write=False)
     assert cluster["s3Credentials"]["accessKeyId"]["name"] == "object-store-postgres"
     mlflow = first(tree_docs, "Deployment", "mlflow")
     bucket = re.search(r"--artifacts-destination s3://([^/ ]+)/", mlflow["spec"]["template"]["spec"]["containers"][0]["args"][0]).group(1)
@@ -275,3 +279,69 @@ def test_the_deployment_mode_is_one_variable(tmp_path, mode, expected):
     assert result.returncode == 0, result.stdout[-3000:]
     app = first(load_tree(tree), "Application", "serving-kserve")
     assert app["spec"]["source"]["helm"]["valuesObject"]["kserve"]["controller"]["deploymentMode"] == expected
+
+
+def _scopes(policy):
+    """{(bucket, prefix): writes} of the objects a policy document lets its user read or write
+    ("" prefix: the whole bucket), read from its statements."""
+    scopes = {}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and "Condition" not in statement and "NotResource" not in statement, statement
+        for resource in statement["Resource"]:
+            assert resource.startswith("arn:aws:s3:::"), resource
+            path = resource.removeprefix("arn:aws:s3:::")
+            if "/" not in path:  # bucket-level actions: listing, never an object
+                assert set(statement["Action"]) <= {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"}
+                continue
+            assert path.endswith("/*"), resource
+            bucket, _, prefix = path.removesuffix("*").rstrip("/").partition("/")
+            writes = "s3:PutObject" in statement["Action"] or "s3:DeleteObject" in statement["Action"]
+            scopes[(bucket, prefix)] = scopes.get((bucket, prefix), False) or writes
+    return scopes
+
+
+def _overlap(one, other):
+    (bucket, prefix), (bucket2, prefix2) = one, other
+    a, b = (prefix + "/" if prefix else ""), (prefix2 + "/" if prefix2 else "")
+    return bucket == bucket2 and (a.startswith(b) or b.startswith(a))
+
+
+def write_problems(policies, grants):
+    """What the setup job's policies grant beyond each user's entry, and objects two users may
+    both write: walked from the policy documents themselves."""
+    problems, writers = [], []
+    for user, policy in sorted(policies.items()):
+        declared = {(g.partition("/")[0], g.partition("/")[2]) for g in grants[user]}
+        for scope, writes in _scopes(policy).items():
+            if scope not in declared:
+                problems.append(f"{user}: {scope} is not among its grants {sorted(declared)}")
+            if writes:
+                writers.append((user, scope))
+    for i, (user, scope) in enumerate(writers):
+        problems += [f"{user} and {other} may both write {scope} / {other_scope}" for other, other_scope in writers[i + 1:] if _overlap(scope, other_scope)]
+    return problems
+
+
+def test_each_policy_grants_only_its_own_buckets_and_no_two_users_write_the_same_objects(rendered):
+    inventory, _, tree_docs = rendered
+    setup = first(tree_docs, "ConfigMap", "minio-setup")["data"]
+    policies = {name.removeprefix("policy-platform-").removesuffix(".json"): json.loads(text) for name, text in setup.items() if name.startswith("policy-")}
+    defaults = yaml.safe_load((ROOT / "roles" / "platform" / "defaults" / "main.yml").read_text())["platform_object_store_users"]
+    group_vars = ROOT / "inventories" / inventory / "group_vars"
+    files = [group_vars / "all.yml"] if (group_vars / "all.yml").is_file() else sorted((group_vars / "all").glob("*.yml"))
+    teams = [t for f in files for t in (yaml.safe_load(f.read_text()) or {}).get("platform_teams") or []]
+    grants = {user: spec["buckets"] for user, spec in defaults.items()}
+    grants.update({f"team-{t['name']}": {f"team-{t['name']}": "readwrite", **(t.get("buckets") or {})} for t in teams})
+    assert set(policies) == set(grants)
+    assert write_problems(policies, grants) == []
+
+
+def test_the_policy_walk_finds_a_grant_too_wide_and_two_writers():
+    """The check above, fed known-bad policies: a user whose policy reaches beyond its entry,
+    and two users that may both write one prefix."""
+    wide = {"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": ["arn:aws:s3:::platform-backups/*"]}]}
+    scoped = {"Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": ["arn:aws:s3:::platform-backups/velero/*"]}]}
+    problems = write_problems({"postgres": wide, "velero": scoped},
+                              {"postgres": {"platform-backups/postgres": "readwrite"}, "velero": {"platform-backups/velero": "readwrite"}})
+    assert any(p.startswith("postgres: ('platform-backups', '')") for p in problems), problems
+    assert any("postgres and velero may both write" in p for p in problems), problems

@@ -40,12 +40,14 @@ def backup_problems(settings, users, backups_bucket):
     velero = users.get("velero")
     namespace = s.get("backup_namespace", "velero")
     if not isinstance(velero, Mapping):
-        found.append("platform_object_store_users.velero: missing, so Velero has no keys to write its backups with. Fix: keep the default entry (namespace velero, platform-backups: readwrite).")
+        found.append("platform_object_store_users.velero: missing, so Velero has no keys to write its backups with. Fix: keep the default entry (namespace velero, platform-backups/velero: readwrite).")
     else:
         if velero.get("namespace") != namespace:
             found.append(f"platform_object_store_users.velero.namespace: {velero.get('namespace')!r}, but Velero runs in backup_namespace {namespace!r}. Fix: make them the same.")
-        if (velero.get("buckets") or {}).get(backups_bucket) != "readwrite":
-            found.append(f"platform_object_store_users.velero.buckets: Velero writes to {backups_bucket} (platform_buckets.backups), so it needs {backups_bucket}: readwrite.")
+        grants = velero.get("buckets") or {}
+        scoped = f"{backups_bucket}/{prefix}"
+        if grants.get(scoped) != "readwrite" and grants.get(backups_bucket) != "readwrite":
+            found.append(f"platform_object_store_users.velero.buckets: Velero writes to {scoped} (platform_buckets.backups and backup_prefix), so it needs {scoped}: readwrite.")
     return found
 
 

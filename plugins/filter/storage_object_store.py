@@ -4,7 +4,9 @@ service's credentials into its namespace.
 
 The S3 policy documents follow the AWS IAM policy grammar MinIO implements
 (Version 2012-10-17; s3:* actions on arn:aws:s3::: resources). A service gets
-exactly the buckets its entry names, read or readwrite, nothing else.
+exactly the buckets its entry names, read or readwrite, nothing else; a grant
+of "bucket/prefix" gives the objects under that prefix only (and the listing
+of the bucket's names, which the backup tools' bucket checks need).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ WRITE_BUCKET = ["s3:ListBucketMultipartUploads"]
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 USER_NAME = re.compile(r"^[a-z][a-z0-9-]{2,31}$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+
+
+def split_grant(grant):
+    """(bucket, prefix or "") of a grant key: "bucket" or "bucket/prefix"."""
+    bucket, _, prefix = str(grant).partition("/")
+    return bucket, prefix
 
 
 def problems(users, buckets):
@@ -52,34 +61,71 @@ def problems(users, buckets):
         if not isinstance(grants, Mapping) or not grants:
             found.append(f"{where}.buckets: must map at least one bucket to read or readwrite.")
             continue
-        for bucket, access in sorted(grants.items()):
+        for grant, access in sorted(grants.items()):
+            bucket, prefix = split_grant(grant)
             if bucket not in bucket_names:
                 found.append(f"{where}.buckets: bucket {bucket!r} is not one of platform_buckets ({', '.join(map(str, bucket_names))}). Fix: correct the name or add the bucket.")
+            if prefix and not PREFIX.match(prefix):
+                found.append(f"{where}.buckets: {grant!r}: the prefix after the bucket must be path segments of lower-case letters, digits, '.', '_' and '-', such as {bucket}/postgres.")
             if access not in ACCESS:
-                found.append(f"{where}.buckets.{bucket}: {access!r} is not read or readwrite.")
+                found.append(f"{where}.buckets.{grant}: {access!r} is not read or readwrite.")
+    return found + write_overlaps(users)
+
+
+def write_scopes(grants):
+    """[(bucket, prefix)] a service may write: its readwrite grants ("" for the whole bucket)."""
+    return [split_grant(grant) for grant, access in sorted((grants or {}).items()) if access == "readwrite"]
+
+
+def _overlap(one, other):
+    """Whether two write scopes (bucket, prefix) reach a common object."""
+    (bucket, prefix), (bucket2, prefix2) = one, other
+    if bucket != bucket2:
+        return False
+    a, b = (prefix + "/") if prefix else "", (prefix2 + "/") if prefix2 else ""
+    return a.startswith(b) or b.startswith(a)
+
+
+def write_overlaps(users):
+    """Two services that may write the same objects: one could overwrite or delete what the
+    other keeps (a backup, a model). Each write scope must be one service's only."""
+    found = []
+    scopes = [(user, scope) for user, spec in sorted((users or {}).items()) if isinstance(spec, Mapping) and isinstance(spec.get("buckets"), Mapping)
+              for scope in write_scopes(spec["buckets"])]
+    for i, (user, scope) in enumerate(scopes):
+        for other, other_scope in scopes[i + 1:]:
+            if other != user and _overlap(scope, other_scope):
+                where = lambda s: "/".join(filter(None, s))  # noqa: E731
+                found.append(
+                    f"platform_object_store_users: {user} and {other} may both write {where(scope) if len(scope[1]) >= len(other_scope[1]) else where(other_scope)}"
+                    f" ({user}: {where(scope)}, {other}: {where(other_scope)}), so either could overwrite or delete what the other keeps."
+                    f" Fix: give each its own bucket or prefix (bucket/prefix: readwrite), and the other read."
+                )
     return found
 
 
 def policy(grants):
-    """The S3 policy granting a service its buckets (read or readwrite)."""
+    """The S3 policy granting a service its buckets or prefixes (read or readwrite): the
+    bucket-level actions on each bucket it has a grant in, the object actions on the whole
+    bucket, or on bucket/prefix/* only for a prefix grant."""
     statements = []
     for access in ACCESS:
-        names = sorted(b for b, a in grants.items() if a == access)
-        if not names:
+        granted = sorted(split_grant(g) for g, a in grants.items() if a == access)
+        if not granted:
             continue
         writes = access == "readwrite"
         statements.append(
             {
                 "Effect": "Allow",
                 "Action": READ_BUCKET + (WRITE_BUCKET if writes else []),
-                "Resource": [f"arn:aws:s3:::{b}" for b in names],
+                "Resource": sorted({f"arn:aws:s3:::{bucket}" for bucket, _ in granted}),
             }
         )
         statements.append(
             {
                 "Effect": "Allow",
                 "Action": READ_OBJECT + (WRITE_OBJECT if writes else []),
-                "Resource": [f"arn:aws:s3:::{b}/*" for b in names],
+                "Resource": [f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*" for bucket, prefix in granted],
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}

@@ -103,3 +103,32 @@ def test_revoked_users_are_the_service_users_the_declaration_no_longer_has():
     assert store.revoked_users(credentials, {"mlflow": {}}) == ["team-old"]
     assert store.revoked_users(credentials, {"mlflow": {}, "team-old": {}}) == []
     assert store.revoked_users({}, {"mlflow": {}}) == []
+
+
+def test_a_prefix_grant_gives_the_bucket_listing_and_the_objects_under_the_prefix_only():
+    document = store.policy({"platform-backups/postgres": "readwrite", "training-datasets": "read"})
+    resources = {r for st in document["Statement"] for r in st["Resource"]}
+    assert resources == {"arn:aws:s3:::platform-backups", "arn:aws:s3:::platform-backups/postgres/*",
+                         "arn:aws:s3:::training-datasets", "arn:aws:s3:::training-datasets/*"}
+    writes = [st for st in document["Statement"] if "s3:PutObject" in st["Action"]]
+    assert [st["Resource"] for st in writes] == [["arn:aws:s3:::platform-backups/postgres/*"]]
+
+
+def test_two_services_that_may_write_the_same_objects_are_refused():
+    buckets = [{"name": "platform-backups"}, {"name": "mlflow-artifacts"}]
+    users = {
+        "postgres": {"namespace": "ml-tracking", "buckets": {"platform-backups/postgres": "readwrite"}},
+        "velero": {"namespace": "velero", "buckets": {"platform-backups/velero": "readwrite"}},
+        "mlflow": {"namespace": "ml-tracking", "buckets": {"mlflow-artifacts": "readwrite"}},
+        "training": {"namespace": "ml-training", "buckets": {"mlflow-artifacts": "read"}},
+    }
+    assert store.problems(users, buckets) == []
+    users["training"]["buckets"]["mlflow-artifacts"] = "readwrite"
+    users["velero"]["buckets"] = {"platform-backups": "readwrite"}
+    found = store.problems(users, buckets)
+    assert len(found) == 2, found
+    assert found[0].startswith("platform_object_store_users: mlflow and training may both write mlflow-artifacts")
+    assert found[1].startswith("platform_object_store_users: postgres and velero may both write platform-backups/postgres")
+    # Sibling prefixes do not overlap; a prefix and one below it do.
+    assert not store._overlap(("b", "postgres"), ("b", "postgres2"))
+    assert store._overlap(("b", "postgres"), ("b", "postgres/wal"))
