@@ -50,7 +50,7 @@ def test_every_rule_parses(rules, promtool):
     path, _ = rules
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 12 rules found" in result.stdout
+    assert "SUCCESS: 13 rules found" in result.stdout
 
 
 def test_the_seed_alerts_are_all_there(rules):
@@ -59,6 +59,7 @@ def test_the_seed_alerts_are_all_there(rules):
         "InferenceLatencyP99High", "InferenceErrorRateAfterRollout", "GPUMemoryHigh", "GPUsIdleWhileJobsPending",
         "ObjectStorageVolumeAbove80Percent", "DatabaseBackupFailed", "DatabaseReplicationLagging",
         "GPUXidError", "GPUTemperatureHigh", "VeleroBackupFailed", "VeleroBackupTooOld", "VeleroNeverBackedUp",
+        "PlatformCertificateExpiresSoon",
     }
 
 
@@ -196,6 +197,19 @@ tests:
         alertname: DatabaseBackupFailed
         exp_alerts:
           - exp_labels: {severity: critical, namespace: ml-tracking, pod: mlflow-db-1}
+  - interval: 1m
+    input_series:
+      # A certificate that expires 14 days and 2 hours after time 0, and never renews.
+      - series: 'certmanager_certificate_expiration_timestamp_seconds{namespace="platform-gateway",name="platform-gateway"}'
+        values: '1216800x300'
+    alert_rule_test:
+      - eval_time: 150m
+        alertname: PlatformCertificateExpiresSoon
+        exp_alerts: []
+      - eval_time: 4h
+        alertname: PlatformCertificateExpiresSoon
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: platform-gateway, name: platform-gateway}
 """
 
 
