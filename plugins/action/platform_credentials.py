@@ -104,6 +104,12 @@ def with_bcrypt(entries, existing, names, now=None):
     return entries, made
 
 
+def undeclared(existing, wanted):
+    """Names of the entries the file holds that this task does not ask for: kept in the file,
+    and returned (names only) so a layer can revoke what its declaration dropped."""
+    return sorted(set(existing) - set(wanted))
+
+
 def write(path, entries):
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -142,5 +148,5 @@ class ActionModule(ActionBase):
         merged = {**existing, **entries}
         if generated and not self._task.check_mode:
             write(path, merged)
-        result.update(changed=bool(generated), generated=generated, credentials=entries)
+        result.update(changed=bool(generated), generated=generated, credentials=entries, kept=undeclared(existing, wanted))
         return result

@@ -211,15 +211,12 @@ def credential_entries(users, store="minio"):
     return entries
 
 
-def revoked_users(credentials, users):
-    """The MinIO users the credentials file still holds (their access key is their name, as
-    credential_entries makes them) that the declaration no longer has: a team taken out of
-    platform_teams, a service user removed. The setup job removes each, with its policy. The
-    tenant's root user and the second site's keys are never among them."""
-    return sorted(
-        name for name, entry in (credentials or {}).items()
-        if name not in users and name not in ("root", "replication") and isinstance(entry, Mapping) and entry.get("access_key") == name
-    )
+def revoked_users(kept, users):
+    """The MinIO users the declaration no longer has: the credentials file's entries the storage
+    layer's credentials task did not ask for (its result's kept), the second site's keys
+    (replication, asked for by their own task) aside. A team taken out of platform_teams, a
+    service user removed: the setup job removes each, with its policy."""
+    return sorted(name for name in kept or [] if name not in users and name not in ("root", "replication"))
 
 
 def secret_keys(credentials, users):

@@ -71,4 +71,8 @@ generated:
   description: Entries generated or completed by this run.
   returned: always
   type: list
+kept:
+  description: Names of the entries the file holds and this task did not ask for (kept in the file; their values are not returned).
+  returned: always
+  type: list
 """

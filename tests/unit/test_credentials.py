@@ -95,3 +95,10 @@ def test_a_new_hash_records_when_the_password_changed():
     assert made == [] and again["ui"]["password_changed"] == "2026-12-01T08:30:00Z"
     rotated, made = creds.with_bcrypt(creds.resolve(stored, wanted, rotate=["ui"])[0], stored, ["ui"], now=first_time + datetime.timedelta(days=2))
     assert made == ["ui"] and rotated["ui"]["password_changed"] == "2026-12-03T08:30:00Z"
+
+
+def test_entries_not_asked_for_are_named_as_kept():
+    existing = {"root": {"access_key": "platform-root", "secret_key": "r"}, "team-old": {"access_key": "team-old", "secret_key": "o"},
+                "mlflow": {"access_key": "mlflow", "secret_key": "m"}}
+    assert creds.undeclared(existing, {"root": {}, "mlflow": {}}) == ["team-old"]
+    assert creds.undeclared(existing, existing) == []
