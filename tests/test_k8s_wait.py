@@ -40,9 +40,9 @@ def _wait(apiserver, tmp_path, ready, timeout):
         "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
         "tasks": [{
             "name": "Wait for every readiness signal of the layer",
-            "platform_k8s_wait": {
+            "mlplatform.baremetal.platform_k8s_wait": {
                 "kubeconfig": str(apiserver.kubeconfig),
-                "objects": "{{ layer | platform_ready_checks }}",
+                "objects": "{{ layer | mlplatform.baremetal.platform_ready_checks }}",
                 "timeout": timeout,
                 "sleep": 1,
             },

@@ -161,12 +161,12 @@ KEYS = ("gpu_product", "gpu_sharing", "gpu_mig_config", "gpu_time_slicing_replic
 
 
 def gpu_host_settings(hostvars, names, default_host_driver="auto"):
-    """Filter: ``hostvars | gpu_host_settings(groups['gpu'], gpu_host_driver)``."""
+    """Filter: ``hostvars | mlplatform.baremetal.gpu_host_settings(groups['gpu'], gpu_host_driver)``."""
     return host_settings({h: {k: _data(hostvars[h][k]) for k in KEYS if k in hostvars[h]} for h in names}, str(default_host_driver))
 
 
 def gpu_node_affinity(gpu_class, classes):
-    """Filter: ``'training' | gpu_node_affinity(gpu_classes)``: a pod's affinity for that GPU class
+    """Filter: ``'training' | mlplatform.baremetal.gpu_node_affinity(gpu_classes)``: a pod's affinity for that GPU class
     (or, with no classes defined, for that gpu_product); a list names the gpu_products themselves."""
     if isinstance(gpu_class, (list, tuple)):
         if not gpu_class:

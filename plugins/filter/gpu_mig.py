@@ -266,7 +266,7 @@ def _data(value):
 
 
 def gpu_mig_problems(hostvars, groups, layouts=None, strategy="mixed"):
-    """Filter: ``hostvars | gpu_mig_problems(groups, gpu_mig_configs, gpu_mig_strategy)``."""
+    """Filter: ``hostvars | mlplatform.baremetal.gpu_mig_problems(groups, gpu_mig_configs, gpu_mig_strategy)``."""
     hosts = {
         host: {key: _data(hostvars[host][key]) for key in ("gpu_product", "gpu_sharing", "gpu_mig_config") if key in hostvars[host]}
         for host in groups.get("gpu", ())

@@ -673,7 +673,7 @@ def _plain(value):
 
 
 def platform_inventory_problems(hostvars, groups, controller=None, extra_groups=None, bom=None):
-    """Filter: ``hostvars | platform_inventory_problems(groups, controller, extra_groups, bom)``.
+    """Filter: ``hostvars | mlplatform.baremetal.platform_inventory_problems(groups, controller, extra_groups, bom)``.
 
     controller: the controller's variables (``hostvars['localhost']``), read for the platform
     variables when no cluster host sets them (compute_distribution: existing with no hosts).

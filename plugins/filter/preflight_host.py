@@ -197,7 +197,7 @@ def gpu_problems(host, facts, gpu):
 
 
 def preflight_host_problems(facts, host, groups_of_host, requirements):
-    """Filter: ``facts | preflight_host_problems(inventory_hostname, group_names, requirements)``."""
+    """Filter: ``facts | mlplatform.baremetal.preflight_host_problems(inventory_hostname, group_names, requirements)``."""
     if not isinstance(facts, Mapping):
         return [f"host {host}: preflight could not read the host's facts."]
     if facts.get("unreachable"):

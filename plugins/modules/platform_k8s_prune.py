@@ -60,7 +60,7 @@ EXAMPLES = r"""
   platform_k8s_prune:
     kubeconfig: "{{ platform_kubeconfig }}"
     layer: tenancy
-    declared: "{{ platform_layer | platform_declared_objects }}"
+    declared: "{{ platform_layer | mlplatform.baremetal.platform_declared_objects }}"
     field_manager: ml-platform
     data_kinds: [Namespace, PersistentVolumeClaim]
 """
