@@ -179,14 +179,21 @@ def test_a_team_taken_out_of_the_inventory_is_revoked_in_the_tree(rendered, tmp_
     """The operator removes team fraud from production and re-renders the layers a team touches
     (docs/tenancy.md) on the checkout and state the last render left: the team's objects leave
     the tree (Argo CD prunes them), the MinIO setup job removes its user and policy, and the
-    MLflow users job is told which users are the installer's to remove."""
+    MLflow users job is told which users are the installer's to remove. The credentials files
+    keep only a revocation marker for the team (its name and a time, no key; the unit tests show
+    later runs revoke it again). Then the team comes back: it gets new keys and a new password, never
+    the old ones, and nothing is revoked any more."""
     inventory, tree, _ = rendered
     if inventory != "production":
         pytest.skip("production's teams (airgap has the same)")
     project = project_copy(tmp_path / "project")
     shutil.copytree(state_dir(_project_of(tree), inventory), state_dir(project, inventory))
+    credentials = state_dir(project, inventory) / "credentials"
+    old_keys = yaml.safe_load((credentials / "object-store.yml").read_text())["team-fraud"]
+    old_login = yaml.safe_load((credentials / "tracking.yml").read_text())["team-fraud"]
     group_vars = project / "inventories" / inventory / "group_vars" / "all.yml"
-    settings = yaml.safe_load(group_vars.read_text())
+    declared = group_vars.read_text()
+    settings = yaml.safe_load(declared)
     settings["platform_teams"] = [team for team in settings["platform_teams"] if team["name"] != "fraud"]
     group_vars.write_text(yaml.safe_dump(settings, sort_keys=False))
     checkout = tmp_path / "tree"
@@ -204,3 +211,22 @@ def test_a_team_taken_out_of_the_inventory_is_revoked_in_the_tree(rendered, tmp_
     job = next(doc for (kind, _, name), doc in docs.items() if kind == "Job" and name.startswith("mlflow-users-"))
     env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MLFLOW_MANAGED_USER_PREFIX"] == "team-"
+
+    # Only a marker stays: the old key and password are gone from the files.
+    for name, secret in (("object-store.yml", old_keys["secret_key"]), ("tracking.yml", old_login["password"])):
+        text = (credentials / name).read_text()
+        assert set(yaml.safe_load(text)["team-fraud"]) == {"revoked"} and secret not in text, name
+
+    # The team comes back: new keys and a new login, its objects back, nothing revoked.
+    group_vars.write_text(declared)
+    back = render_gitops(inventory, checkout, "preflight_inventory,storage,serving,tracking,tenancy",
+                         "--skip-tags", "storage_hosts", project=project)
+    assert back.returncode == 0, back.stdout[-4000:] + back.stderr[-2000:]
+    new_keys = yaml.safe_load((credentials / "object-store.yml").read_text())["team-fraud"]
+    new_login = yaml.safe_load((credentials / "tracking.yml").read_text())["team-fraud"]
+    assert new_keys["access_key"] == "team-fraud" and new_keys["secret_key"] not in ("", old_keys["secret_key"])
+    assert new_login["password"] not in ("", old_login["password"])
+    readded = load_tree(checkout)
+    assert team_docs(readded, "team-fraud"), "the team's objects come back"
+    setup = by_kind(readded)[("ConfigMap", "minio", "minio-setup")]["data"]
+    assert "team-fraud platform-team-fraud" in setup["users"] and "revoked" not in setup

@@ -48,6 +48,19 @@ options:
     type: list
     elements: str
     default: []
+  revoke:
+    description:
+      - The task asks for every entry of the file that should be live (I(others) aside). An entry the
+        file holds and the task no longer asks for is revoked - its values leave the file and a marker
+        C({revoked: <UTC time>}) stays in their place - and is named in C(kept) on every later run, so
+        the layer goes on revoking its user; declared again, it gets new values, never its old ones.
+    type: bool
+    default: false
+  others:
+    description: With I(revoke), entries of the file that another task asks for, never revoked by this one.
+    type: list
+    elements: str
+    default: []
 author:
   - Platform team
 """
@@ -73,6 +86,14 @@ generated:
   type: list
 kept:
   description: Names of the entries the file holds and this task did not ask for (kept in the file; their values are not returned).
+  returned: always
+  type: list
+revoked:
+  description: Names of the entries the file holds as revocation markers after this run.
+  returned: always
+  type: list
+revoked_now:
+  description: Names of the entries this run revoked (their values removed from the file).
   returned: always
   type: list
 """

@@ -102,3 +102,41 @@ def test_entries_not_asked_for_are_named_as_kept():
                 "mlflow": {"access_key": "mlflow", "secret_key": "m"}}
     assert creds.undeclared(existing, {"root": {}, "mlflow": {}}) == ["team-old"]
     assert creds.undeclared(existing, existing) == []
+
+
+def test_an_entry_no_longer_declared_is_revoked_and_declared_again_gets_new_values():
+    import datetime
+
+    when = datetime.datetime(2026, 12, 5, 9, 0, tzinfo=datetime.timezone.utc)
+    stored, _, _ = creds.resolve({}, WANTED)
+    stored = {**stored, "replication": {"access_key": "remote", "secret_key": "theirs"}}
+    old_key = stored["kserve"]["secret_key"]
+    # kserve leaves the declaration: its values leave the file, a marker with the time stays;
+    # the entry another task asks for (replication) is not this task's to revoke.
+    marked, newly = creds.revoke(stored, {"mlflow": {}}, others=["replication"], now=when)
+    assert newly == ["kserve"]
+    assert marked["kserve"] == {"revoked": "2026-12-05T09:00:00Z"}
+    assert marked["mlflow"] == stored["mlflow"] and marked["replication"] == stored["replication"]
+    assert old_key not in yaml.safe_dump(marked)
+    # Later runs keep the marker (and its time) and name it among the entries not asked for,
+    # so the layer goes on revoking the user until the entry is declared again.
+    again, newly = creds.revoke(marked, {"mlflow": {}}, others=["replication"], now=when + datetime.timedelta(days=1))
+    assert newly == [] and again == marked
+    assert creds.undeclared(again, {"mlflow": {}, "replication": {}}) == ["kserve"]
+    # Declared again: new values, never the old ones, and no marker left.
+    back, generated, _ = creds.resolve(again, WANTED)
+    assert generated == ["kserve"] and set(back["kserve"]) == {"access_key", "secret_key"}
+    assert back["kserve"]["secret_key"] != old_key and len(back["kserve"]["secret_key"]) == 40
+    assert creds.is_revoked(again["kserve"]) and not creds.is_revoked(back["kserve"])
+
+
+def test_a_revoked_login_declared_again_gets_a_new_password_and_hash():
+    wanted = {"team-a": {"user": "team-a", "password": None}}
+    entries, _, _ = creds.resolve({}, wanted)
+    entries, _ = creds.with_bcrypt(entries, {}, ["team-a"])
+    marked, _ = creds.revoke(entries, {})
+    back, generated, _ = creds.resolve(marked, wanted)
+    back, made = creds.with_bcrypt(back, marked, ["team-a"])
+    assert generated == made == ["team-a"]
+    assert back["team-a"]["password"] != entries["team-a"]["password"]
+    assert back["team-a"]["password_bcrypt"] != entries["team-a"]["password_bcrypt"]
