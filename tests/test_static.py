@@ -14,7 +14,7 @@ PLAYBOOKS = sorted(
     str(p.relative_to(ROOT))
     for p in [ROOT / "site.yml", *(ROOT / "playbooks").glob("*.yml")]
 )
-STANDALONE = {"playbooks/upgrade.yml", "playbooks/reset.yml", "playbooks/render-compute.yml", "playbooks/promote.yml", "playbooks/artifacts.yml", "playbooks/bundle.yml", "playbooks/backup.yml", "playbooks/restore.yml"}
+STANDALONE = {"playbooks/upgrade.yml", "playbooks/reset.yml", "playbooks/render-compute.yml", "playbooks/promote.yml", "playbooks/artifacts.yml", "playbooks/bundle.yml", "playbooks/backup.yml", "playbooks/restore.yml", "playbooks/rotate.yml"}
 ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
 
 
