@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import BIN, ROOT, render_gitops
+from conftest import BIN, ROOT, render_gitops, run, state_dir, tool
 from k8s_schemas import load_tree
 
 DOMAIN = "ml-platform.internal"
@@ -291,6 +292,38 @@ def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server, us
     assert "team-vision: deleted (no longer declared)" in removed.stdout and "alice" not in removed.stdout, removed.stdout
     assert request(port, "GET", search, login=team)[0] == 401
     assert request(port, "GET", search, login=hand)[0] == 200
+
+
+def test_rotate_yml_gives_a_login_a_new_password_and_the_old_one_stops_working(server, users):
+    """The operator's one command for a login, playbooks/rotate.yml -e rotate=tracking/training, in
+    the project the module rendered (gitops, Secrets left to the operator): the credentials file
+    holds a new password, the tree a new mlflow-users Job (Argo CD runs it), and that Job, given the
+    file's new password as the mlflow-users Secret would, makes the server refuse the old one."""
+    port, work, database = server.port, server.work, server.database
+    tree = work / "tree"
+    project = tree.parent / f"{tree.name}-project"  # where render_gitops rendered it
+    credentials = state_dir(project, "lab") / "credentials" / "tracking.yml"
+    old = (TRAINING[0], yaml.safe_load(credentials.read_text())["training"]["password"])
+    job = next(name for kind, name in server.docs if kind == "Job" and name.startswith("mlflow-users-"))
+    # The platform as delivered: the server holds the file's password.
+    assert run_users_job(server.docs, work, database, [ADMIN, old]).returncode == 0
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert request(port, "GET", search, login=old)[0] == 200
+    rotate = run([tool("ansible-playbook"), "playbooks/rotate.yml", "-i", "inventories/lab", "-e", "rotate=tracking/training",
+                  "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}",
+                  "-e", "platform_gitops_repo_url=https://git.example.internal/platform/tree.git", "-e", "platform_gitops_secrets=skip"],
+                 cwd=project)
+    assert rotate.returncode == 0, rotate.stdout[-4000:]
+    assert old[1] not in rotate.stdout + rotate.stderr
+    new = (TRAINING[0], yaml.safe_load(credentials.read_text())["training"]["password"])
+    assert new[1] != old[1] and len(new[1]) == 40
+    docs = {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
+    assert not [name for kind, name in docs if kind == "Job" and name == job], "the users job keeps its name: Argo CD would not run it"
+    rotation = run_users_job(docs, work, database, [ADMIN, new])
+    assert rotation.returncode == 0 and "training: updated" in rotation.stdout, rotation.stdout + rotation.stderr
+    users["training"] = new  # the later tests sign in as training with it
+    assert request(port, "GET", search, login=old)[0] == 401
+    assert request(port, "GET", search, login=new)[0] == 200
 
 
 def test_prometheus_reads_the_metrics_through_the_metrics_container_only(server, users):
