@@ -29,6 +29,8 @@ NAMES_ONLY = {
         "prints kubectl label commands; the layer's secrets are only tested for presence",
     ("roles/serving/tasks/main.yml", "Declare layer 5, serving"):
         "names the Secret inference-tokens and holds a sha256 digest of the tokens (it rolls the gateway), never a token",
+    ("roles/platform/tasks/rotate.yml", "Say what the rotation does, of {{ rotate }}"):
+        "prints the entry's name, its file's path and the layers rotate.yml runs (platform_gitops_secrets' value), never a value",
     ("roles/compute/tasks/kubeadm.yml", "Initialise the cluster on the first control plane"):
         "kubeadm init withholds its token and certificate key (--skip-*-print, test_kubeadm_init_prints_no_join_credential)",
 }

@@ -52,8 +52,9 @@ options:
     description:
       - The task asks for every entry of the file that should be live (I(others) aside). An entry the
         file holds and the task no longer asks for is revoked - its values leave the file and a marker
-        C({revoked: <UTC time>}) stays in their place - and is named in C(kept) on every later run, so
-        the layer goes on revoking its user; declared again, it gets new values, never its old ones.
+        stays in their place, the entry holding only C(revoked) and the UTC time - and is named in
+        C(kept) on every later run, so the layer goes on revoking its user; declared again, it gets
+        new values, never its old ones.
     type: bool
     default: false
   others:
