@@ -140,3 +140,35 @@ def test_a_revoked_login_declared_again_gets_a_new_password_and_hash():
     assert generated == made == ["team-a"]
     assert back["team-a"]["password"] != entries["team-a"]["password"]
     assert back["team-a"]["password_bcrypt"] != entries["team-a"]["password_bcrypt"]
+
+
+def _run_action(path, entries, check_mode=False, **args):
+    """The action as a task runs it (the task and Ansible's plumbing stood in for)."""
+    from unittest import mock
+
+    task = mock.MagicMock(args={"path": str(path), "entries": entries, **args}, check_mode=check_mode, async_val=0)
+    plumbing = [mock.MagicMock() for _ in range(5)]
+    return creds.ActionModule(task, *plumbing).run(task_vars={})
+
+
+def test_the_task_revokes_what_it_no_longer_asks_for_and_check_mode_writes_nothing(tmp_path):
+    path = tmp_path / "object-store.yml"
+    both = {"team-a": {"access_key": "team-a", "secret_key": None}, "team-b": {"access_key": "team-b", "secret_key": None}}
+    first = _run_action(path, both, revoke=True, others=["replication"])
+    assert first["changed"] and first["revoked"] == [] and first["kept"] == []
+    old = first["credentials"]["team-b"]["secret_key"]
+    text = path.read_text()
+    # --check: the run says what it would revoke, and the file stays as it was.
+    checked = _run_action(path, {"team-a": both["team-a"]}, check_mode=True, revoke=True, others=["replication"])
+    assert checked["changed"] and checked["revoked_now"] == ["team-b"] and path.read_text() == text
+    revoked = _run_action(path, {"team-a": both["team-a"]}, revoke=True, others=["replication"])
+    assert revoked["changed"] and revoked["revoked_now"] == ["team-b"] and revoked["kept"] == ["team-b"]
+    assert "team-b" not in revoked["credentials"] and old not in path.read_text()
+    # The next run changes nothing and still names it, so the layer revokes it again.
+    again = _run_action(path, {"team-a": both["team-a"]}, revoke=True, others=["replication"])
+    assert not again["changed"] and again["revoked_now"] == [] and again["revoked"] == again["kept"] == ["team-b"]
+    # A task without revoke (another layer reading the same file) leaves entries it does not ask for alone.
+    reader = _run_action(path, {"team-a": both["team-a"]})
+    assert not reader["changed"] and set(creds.load(str(path))["team-b"]) == {"revoked"}
+    back = _run_action(path, both, revoke=True, others=["replication"])
+    assert back["generated"] == ["team-b"] and back["revoked"] == [] and back["credentials"]["team-b"]["secret_key"] != old
