@@ -69,13 +69,17 @@ def _entries(name, value):
     return value, None
 
 
-def supplied_file(supplied, name):
-    """The entries given for one credentials file ({} when none were); fails on a malformed value."""
+def supplied_file(supplied, name, strict=True):
+    """The entries given for one credentials file ({} when none were). A malformed set fails, or
+    with strict false gives {} (for the checks preflight runs beside its own judgement of it)."""
     files, problems = _files(supplied)
-    entries, problem = _entries(name, files.get(name))
-    if problems or problem:
-        raise AnsibleFilterError("; ".join(problems + [problem] if problem else problems))
-    return entries
+    if problems and not isinstance(supplied, dict):
+        problem = problems[0]
+    else:
+        entries, problem = _entries(name, files.get(name))
+    if problem and strict:
+        raise AnsibleFilterError(problem)
+    return {} if problem else entries
 
 
 def supplied_problems(supplied, source, in_awx=False):

@@ -151,6 +151,12 @@ def test_given_files_are_read_as_mappings_or_as_their_yaml_text():
     assert given.supplied_file({"object-store": yaml.safe_load(text)}, "object-store") == yaml.safe_load(text)
     assert given.supplied_file({"serving": ""}, "object-store") == {}
     assert given.supplied_file(yaml.safe_dump({"serving": text}), "serving") == yaml.safe_load(text)
+    # A malformed file fails where it is read, and only there; preflight names it (and the typo) first.
+    broken = {"serving": "default: {token: [unclosed", "obervability": text}
+    assert given.supplied_file(broken, "object-store") == {}
+    with pytest.raises(given.AnsibleFilterError, match=r"platform_credentials_supplied\.serving: is not valid YAML \(line 1\)"):
+        given.supplied_file(broken, "serving")
+    assert given.supplied_file(broken, "serving", strict=False) == {}
 
 
 def test_preflight_names_what_is_wrong_with_given_credentials_and_never_a_value():
