@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import sysconfig
 import tarfile
@@ -130,14 +131,27 @@ def test_the_collections_are_the_ones_the_checkouts_ansible_package_carries():
         assert json.loads(manifest.read_text())["collection_info"]["version"] == version, name
 
 
+def docs_build_commands():
+    """docs/awx.md's two commands that build the image: the collection, then ansible-builder."""
+    lines = [line for line in (ROOT / "docs" / "awx.md").read_text().splitlines() if line.startswith(".venv/bin/ansible-")]
+    galaxy = [shlex.split(line) for line in lines if line.startswith(".venv/bin/ansible-galaxy collection build ")]
+    builder = [shlex.split(line) for line in lines if line.startswith(".venv/bin/ansible-builder build ")]
+    assert len(galaxy) == 1 and len(builder) == 1, "docs/awx.md builds the execution environment in two commands"
+    return galaxy[0], builder[0]
+
+
 def test_ansible_builder_writes_the_build_context_offline(project, tmp_path):
-    """The build as execution-environment.yml says, in a copy of the project, up to the context:
-    the collection built from the checkout, then the build context, which must hold exactly the
-    checkout's pinned requirements, collections and system packages, and the collection."""
-    build = run([tool("ansible-galaxy"), "collection", "build", "--force", "--output-path", "build/"], cwd=project)
+    """docs/awx.md's build, in a copy of the project, up to the context: the collection built
+    from the checkout, then `ansible-builder create` (what `build` runs before it pulls the base
+    image) with the same definition, whose context must hold exactly the checkout's pinned
+    requirements, collections and system packages, and the collection."""
+    galaxy, builder = docs_build_commands()
+    build = run([tool("ansible-galaxy"), *galaxy[1:]], cwd=project)
     assert build.returncode == 0, build.stdout + build.stderr
     context = tmp_path / "context"
-    create = run([tool("ansible-builder"), "create", "-f", "execution-environment.yml", "-c", str(context)], cwd=project)
+    definition = builder[builder.index("-f") + 1]
+    assert definition == "execution-environment.yml"
+    create = run([tool("ansible-builder"), "create", "-f", definition, "-c", str(context)], cwd=project)
     assert create.returncode == 0, create.stdout + create.stderr
     made = context / "_build"
     assert (made / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
