@@ -154,3 +154,47 @@ def test_a_job_given_an_incomplete_set_stops_naming_the_missing_entry(rendered, 
     assert "docs/awx.md" in message
     assert not (state_dir(project, inventory) / "credentials").exists()
     assert [s[:6] + "..." for s in secrets_of(workstation) if s in output] == []
+
+
+def test_the_awx_setup_example_uses_the_modules_options_the_playbooks_and_the_layer_tags():
+    """docs/examples/awx.yml against what it drives: every awx.awx option it sets is one the pinned
+    awx.awx collection documents, every playbook it names is in the project, one template per
+    layer tag of site.yml, and the credential types it creates are the ones tested above."""
+    import json
+
+    from conftest import run, tool
+
+    [play] = yaml.safe_load((ROOT / "docs" / "examples" / "awx.yml").read_text())
+    tasks = [(name, task) for task in play["tasks"] for name in task if name.startswith("awx.awx.")]
+    modules = sorted({name for name, _ in tasks})
+    result = run([tool("ansible-doc"), "-j", "-t", "module", *modules])
+    assert result.returncode == 0, result.stderr
+    documented = {name: set(doc["doc"]["options"]) for name, doc in json.loads(result.stdout).items()}
+
+    def unknown_options(tasks):
+        return [(name, sorted(set(task[name]) - documented[name])) for name, task in tasks if set(task[name]) - documented[name]]
+
+    assert unknown_options(tasks) == []
+    # A survey is not a job template option of its own (survey_spec is): the check sees it.
+    [(name, template)] = tasks[-1:]
+    assert unknown_options([(name, {name: dict(template[name], survey={"layer": "storage"})})]) == [(name, ["survey"])]
+    playbooks = {task[name].get("playbook") for name, task in tasks if name == "awx.awx.job_template"}
+    for task in play["tasks"]:
+        playbooks |= {item.get("playbook") for item in task.get("loop", []) if isinstance(item, dict)}
+    playbooks.discard(None)
+    playbooks.discard("{{ item.playbook }}")
+    assert playbooks == {"site.yml", "playbooks/upgrade.yml", "playbooks/backup.yml"}
+    assert all((ROOT / playbook).is_file() for playbook in playbooks)
+    layer_tags = []
+    for imported in yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text()):
+        for layer_play in yaml.safe_load((ROOT / "playbooks" / imported["ansible.builtin.import_playbook"]).read_text()):
+            if layer_play["tags"][0] not in layer_tags:
+                layer_tags.append(layer_play["tags"][0])
+    assert play["vars"]["awx_layers"] == layer_tags
+    [types_task] = [task for task in play["tasks"] if "awx.awx.credential_type" in task]
+    assert "awx-credential-types.yml" in types_task["loop"]
+    loaded = [task["awx.awx.credential"] for task in play["tasks"] if "awx.awx.credential" in task]
+    assert {c["credential_type"] for c in loaded} == set(CREDENTIAL_TYPES)
+    [platform] = [c for c in loaded if c["credential_type"] == PLATFORM["name"]]
+    assert set(platform["inputs"]) == {field["id"] for field in PLATFORM["inputs"]["fields"]}
+    assert all(task.get("no_log") is True for task in play["tasks"] if "awx.awx.credential" in task)
