@@ -7,6 +7,9 @@ change nothing; naming an entry in `rotate` generates its values again. In
 check mode nothing is written and missing values are generated for the run
 only. Values are returned under `credentials`: the task must set no_log.
 
+With `bytes`, generated values are that many random bytes, base64-encoded (a
+key, such as the 32-byte key of MinIO's KMS), instead of letters and digits.
+
 Entries named in `bcrypt` also keep `password_bcrypt`, a bcrypt hash of their
 password for htpasswd files; it is made again only when it no longer matches
 the password, so the hash (and whatever is built from it) is stable.
@@ -21,6 +24,7 @@ it, before anything is delivered with it.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import os
@@ -46,7 +50,10 @@ HEADER = (
 )
 
 
-def generate(length=40):
+def generate(length=40, key_bytes=0):
+    """length letters and digits, or with key_bytes that many random bytes, base64-encoded."""
+    if key_bytes:
+        return base64.b64encode(secrets.token_bytes(key_bytes)).decode()
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
@@ -65,7 +72,7 @@ def load(path):
     return data
 
 
-def resolve(existing, wanted, rotate=(), generate_missing=True, length=40):
+def resolve(existing, wanted, rotate=(), generate_missing=True, length=40, key_bytes=0):
     """(entries, names of entries generated or completed, [missing 'entry.field']).
 
     wanted: {entry: {field: fixed value or None}}; None means a generated secret.
@@ -81,7 +88,7 @@ def resolve(existing, wanted, rotate=(), generate_missing=True, length=40):
             elif current.get(field):
                 new[field] = str(current[field])
             elif generate_missing:
-                new[field] = generate(length)
+                new[field] = generate(length, key_bytes)
             else:
                 missing.append(f"{entry}.{field}")
         before = existing.get(entry) or {}
@@ -170,7 +177,7 @@ def write(path, entries):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("path", "entries", "rotate", "generate", "length", "bcrypt"))
+    _VALID_ARGS = frozenset(("path", "entries", "rotate", "generate", "length", "bytes", "bcrypt"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -188,7 +195,7 @@ class ActionModule(ActionBase):
             return result
         existing = load(path)
         entries, generated, missing = resolve(
-            existing, wanted, rotate, bool(args.get("generate", True)), int(args.get("length", 40))
+            existing, wanted, rotate, bool(args.get("generate", True)), int(args.get("length", 40)), int(args.get("bytes") or 0)
         )
         if missing:
             raise AnsibleActionFail(

@@ -44,6 +44,11 @@ options:
     description: Length of generated values.
     type: int
     default: 40
+  bytes:
+    description:
+      - When set, generated values are this many random bytes from Python's C(secrets), base64-encoded
+        (a key, such as the 32-byte key of MinIO's KMS), instead of I(length) letters and digits.
+    type: int
   bcrypt:
     description:
       - Entries that also keep C(password_bcrypt), a bcrypt hash of their C(password) for an htpasswd

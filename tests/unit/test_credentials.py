@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 
@@ -34,6 +35,17 @@ def test_rotation_regenerates_only_the_named_entry():
     assert generated == ["kserve"]
     assert rotated["mlflow"] == existing["mlflow"]
     assert rotated["kserve"]["secret_key"] != existing["kserve"]["secret_key"]
+
+
+def test_a_key_of_random_bytes_is_generated_base64_encoded_and_then_kept():
+    wanted = {"kms": {"key": None}}
+    entries, generated, _ = creds.resolve({}, wanted, key_bytes=32)
+    assert generated == ["kms"]
+    assert len(base64.b64decode(entries["kms"]["key"], validate=True)) == 32
+    other, _, _ = creds.resolve({}, wanted, key_bytes=32)
+    assert other["kms"]["key"] != entries["kms"]["key"]
+    again, generated, _ = creds.resolve(entries, wanted, key_bytes=32)
+    assert again == entries and generated == []
 
 
 def test_without_generation_missing_fields_are_named():
