@@ -85,3 +85,16 @@ def test_kserve_reports_the_url_the_gateway_serves(gateway):
     route = docs[("HTTPRoute", "inference")]["spec"]
     assert route["hostnames"] == [f"*.{DOMAIN}"] and route["parentRefs"][0]["sectionName"] == "https"
     assert route["rules"] == [{"backendRefs": [{"name": "inference-gateway", "port": 80}]}]
+
+
+def test_a_model_under_a_canary_is_reached_only_with_a_token_at_the_service_its_route_splits(gateway):
+    """During a canary (tests/test_render_lifecycle.py) the model's HTTPRoute is bound to
+    <model>-predictor: the gateway still checks the token, then proxies to exactly that
+    Service, where Cilium splits the requests by weight. The candidate's own host is
+    token-checked too and reaches the candidate alone."""
+    port, tokens, _ = gateway
+    for isvc in ("iris", "iris-canary"):
+        host = f"{isvc}-ml-serving.{DOMAIN}"
+        assert call(port, host, "/v1/models/iris:predict", method="POST", body="{}")[0] == 401
+        status, body, _ = call(port, host, "/v1/models/iris:predict", bearer(tokens["default"]), "POST", "{}")
+        assert status == 200 and yaml.safe_load(body)["host"] == f"{isvc}-predictor.ml-serving.svc.cluster.local"

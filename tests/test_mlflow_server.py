@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import http.server
 import importlib.util
 import json
 import os
@@ -24,7 +25,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,3 +432,133 @@ def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it
     assert "Contents" not in s3.list_objects_v2(Bucket="kserve-models", Prefix="iris/train-iris-x7k2p/")
     again = finish(smoke_probe("mlflow", probe))
     assert again.returncode != 0
+
+
+class FakeCluster(http.server.ThreadingHTTPServer):
+    """Prometheus's query API and the few Kubernetes API calls the rollout-analysis step
+    makes (its model's HTTPRoute, merge patches of it, Events), on 127.0.0.1. What
+    Prometheus answers is the candidate the test makes; every patch and Event is kept."""
+
+    def __init__(self, route, measured):
+        super().__init__(("127.0.0.1", 0), FakeClusterHandler)
+        self.route, self.measured, self.weights, self.events, self.tokens = route, measured, [], [], set()
+
+
+class FakeClusterHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def answer(self, body, status=200):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path.startswith("/api/v1/query?"):
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["query"][0]
+            assert 'namespace="ml-serving"' in query and "iris-rollout-canary" in query, query
+            value = self.server.measured["latency_p95" if "histogram_quantile" in query else "errors" if 'status=~"5.."' in query else "requests"]
+            return self.answer({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, str(value)]}]}})
+        self.server.tokens.add(self.headers["Authorization"])
+        assert self.path == "/apis/gateway.networking.k8s.io/v1/namespaces/ml-serving/httproutes/iris-rollout", self.path
+        return self.answer(self.server.route)
+
+    def do_PATCH(self):
+        self.server.tokens.add(self.headers["Authorization"])
+        assert self.headers["Content-Type"] == "application/merge-patch+json"
+        patch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.route["spec"].update(patch["spec"])
+        self.server.weights.append([ref["weight"] for ref in self.server.route["spec"]["rules"][0]["backendRefs"]])
+        return self.answer(self.server.route)
+
+    def do_POST(self):
+        self.server.tokens.add(self.headers["Authorization"])
+        assert self.path == "/api/v1/namespaces/ml-serving/events", self.path
+        event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.events.append(event)
+        return self.answer(event, 201)
+
+
+def test_the_rollout_analysis_step_steps_a_good_canary_up_rolls_a_bad_one_back_and_records_both(server, users, tmp_path):
+    """The rollout-analysis WorkflowTemplate's step, with the environment the template and
+    the mlflow-client Secret give it, against a fake Prometheus and Kubernetes API and the
+    real MLflow server: a good candidate is stepped through the configured shares to 100%,
+    a failing one goes back to 0%, and each decision is a tag of its version and an Event.
+    Only the cluster is swapped (the API's address, the ServiceAccount token) and the wait
+    of a window per share, which is zero here."""
+    port, docs, login = server.port, server.docs, users["training"]
+    template = docs[("WorkflowTemplate", "rollout-analysis")]["spec"]
+    assert template["serviceAccountName"] == "rollout-analysis"
+    step = template["templates"][0]["container"]
+    assert step["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}] and step["command"] == ["python", "/scripts/rollout_analysis.py"]
+    parameters = {p["name"]: p.get("value") for p in template["arguments"]["parameters"]} | {"model": "iris-rollout"}
+    assert parameters["steps"] == "25,50" and parameters["window"] == "10m"
+    values = {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": "rollout-iris-rollout-2"}
+    env = {}
+    for var in step["env"]:
+        value = var["value"]
+        for marker, actual in values.items():
+            value = value.replace(marker, actual)
+        env[var["name"]] = value
+    # This render is gitops, where the tree holds the weights: the step only records. Direct
+    # delivery renders ACT "true", the only difference, which the good candidate runs with.
+    assert env["ACT"] == "false" and env["MODE"] == "raw" and env["PROMETHEUS_URL"].endswith(".monitoring.svc.cluster.local:9090")
+    script = tmp_path / "rollout_analysis.py"
+    script.write_text(docs[("ConfigMap", "rollout-analysis")]["data"]["rollout_analysis.py"])
+    (tmp_path / "sa").mkdir()
+    (tmp_path / "sa" / "token").write_text("service-account-token")
+    # The model and its versions (1 serves, 2 to 4 are candidates), registered by the training user as train-iris does.
+    for path, body in (("registered-models/create", {"name": "iris-rollout"}),
+                       ("model-versions/create", {"name": "iris-rollout", "source": "s3://kserve-models/iris-rollout/a"}),
+                       ("model-versions/create", {"name": "iris-rollout", "source": "s3://kserve-models/iris-rollout/b"}),
+                       ("model-versions/create", {"name": "iris-rollout", "source": "s3://kserve-models/iris-rollout/c"}),
+                       ("model-versions/create", {"name": "iris-rollout", "source": "s3://kserve-models/iris-rollout/d"})):
+        status, text = request(port, "POST", f"/api/2.0/mlflow/{path}", login, body=body)
+        assert status == 200, text
+
+    def analyse(candidate, measured, act):
+        route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                 "metadata": {"name": "iris-rollout", "namespace": "ml-serving", "uid": "u-1",
+                              "annotations": {"platform.ml/candidate-version": candidate, "platform.ml/stable-version": "1"}},
+                 "spec": {"parentRefs": [{"group": "", "kind": "Service", "name": "iris-rollout-predictor", "port": 80}],
+                          "rules": [{"backendRefs": [{"name": "iris-rollout-predictor", "port": 80, "weight": 90},
+                                                     {"name": "iris-rollout-canary-predictor", "port": 80, "weight": 10}]}]}}
+        fake = FakeCluster(route, measured)
+        thread = threading.Thread(target=fake.serve_forever, daemon=True)
+        thread.start()
+        try:
+            address = f"http://127.0.0.1:{fake.server_address[1]}"
+            run_env = dict(os.environ) | env | {
+                "ACT": act, "PROMETHEUS_URL": address, "KUBE_API_URL": address, "SA_DIR": str(tmp_path / "sa"), "WAIT_SECONDS": "0",
+                "RESULT_FILE": str(tmp_path / "decision.json"), "MLFLOW_TRACKING_URI": f"http://localhost:{port}",
+                "MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]}
+            result = subprocess.run([sys.executable, str(script)], env=run_env, capture_output=True, text=True, timeout=120, check=False)
+        finally:
+            fake.shutdown()
+        assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+        assert fake.tokens == {"Bearer service-account-token"}
+        status, text = request(port, "GET", f"/api/2.0/mlflow/model-versions/get?name=iris-rollout&version={candidate}", login)
+        tags = {t["key"]: t["value"] for t in json.loads(text)["model_version"].get("tags", [])}
+        return fake, tags, json.loads((tmp_path / "decision.json").read_text())
+
+    good, tags, decision = analyse("2", {"requests": 800, "errors": 1, "latency_p95": 0.05}, act="true")
+    assert good.weights == [[75, 25], [50, 50], [0, 100]]
+    assert decision == {"decision": "promote", "reason": tags["rollout_reason"], "version": "2"}
+    assert tags["rollout_decision"] == "promote" and tags["rollout_workflow"] == "rollout-iris-rollout-2"
+    assert [e["reason"] for e in good.events] == ["RolloutStepped", "RolloutStepped", "RolloutPromoted"]
+    assert good.events[-1]["involvedObject"] == {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "name": "iris-rollout",
+                                                 "namespace": "ml-serving", "uid": "u-1"}
+    assert good.events[-1]["message"].startswith("Version 2 of iris-rollout promoted to 100%") and good.events[-1]["type"] == "Normal"
+
+    bad, tags, decision = analyse("3", {"requests": 800, "errors": 80, "latency_p95": 0.05}, act="true")
+    assert bad.weights == [[100, 0]] and decision["decision"] == "rollback"
+    assert tags == {"rollout_decision": "rollback", "rollout_reason": "error rate 10.00% is above the allowed 1.00%",
+                    "rollout_workflow": "rollout-iris-rollout-2"}
+    assert [(e["reason"], e["type"]) for e in bad.events] == [("RolloutRolledBack", "Warning")]
+    # gitops, as rendered: one window judged, the decision recorded, no weight touched.
+    recorded, tags, decision = analyse("4", {"requests": 800, "errors": 0, "latency_p95": 2.5}, act=env["ACT"])
+    assert recorded.weights == [] and decision["decision"] == "rollback" and tags["rollout_reason"] == "latency p95 2.500s is above the allowed 0.5s"
+    assert recorded.events[0]["message"].endswith("(gitops: apply it with playbooks/promote.yml; the tree holds the weights)")

@@ -89,13 +89,16 @@ def test_no_secret_or_credential_is_written(rendered):
     assert not [doc for _, doc in documents(tree_docs) if doc["kind"] == "Secret"]
     credentials = rendered_credentials(tree, inventory)
     generated = yaml.safe_load((credentials / "object-store.yml").read_text())
-    secrets = [fields["secret_key"] for fields in generated.values()]
+    secrets = [fields["secret_key"] for name, fields in generated.items() if name != "kms"]
     secrets.append(yaml.safe_load((credentials / "observability.yml").read_text())["grafana"]["password"])
     tracking = yaml.safe_load((credentials / "tracking.yml").read_text())
     # Six service users and MinIO's root, Grafana's password, MLflow's admin, training and flask
     # key; production's two teams add an object-store user and an MLflow login each.
     secrets += [fields.get("password") or fields["secret_key"] for fields in tracking.values()]
     assert len(secrets) == (11 if inventory == "lab" else 15) and all(len(s) == 40 for s in secrets)
+    # MinIO's KMS key (32 bytes, base64), which only the tenant's configuration Secret carries.
+    secrets.append(generated["kms"]["key"])
+    assert len(secrets[-1]) == 44
     orchestration = yaml.safe_load((credentials / "orchestration.yml").read_text())
     secrets += [orchestration[name]["password"] for name in ("argocd", "workflows-ui")] + [orchestration["argocd"]["password_bcrypt"]]
     secrets += [fields["token"] for fields in yaml.safe_load((credentials / "serving.yml").read_text()).values()]
@@ -231,6 +234,11 @@ def test_an_external_object_store_needs_its_endpoint_and_keys(tmp_path):
     # Preflight refuses it before any layer runs.
     assert "platform_object_store_endpoint: not set, but platform_object_store is external" in result.stdout
     args += ("-e", "platform_object_store_endpoint=https://s3.example.internal")
+    result = render("lab", tree, *args)
+    assert result.returncode != 0
+    # The platform cannot lock or encrypt the backups bucket there: the operator must say.
+    assert "storage_external_backups_protected: not set, but platform_object_store is external" in result.stdout
+    args += ("-e", "storage_external_backups_protected=true")
     result = render("lab", tree, *args)
     assert result.returncode != 0
     assert "lacks argo.access_key, argo.secret_key" in result.stdout
@@ -415,7 +423,7 @@ def test_a_verbose_render_prints_no_credential(tmp_path):
         if isinstance(node, dict):
             for key, value in node.items():
                 walk(value, key)
-        elif field in ("secret_key", "password", "password_bcrypt", "token"):
+        elif field in ("secret_key", "password", "password_bcrypt", "token", "key"):
             generated.append(str(node))
 
     for path in credentials.glob("*.yml"):

@@ -1,15 +1,20 @@
 """Layer 9 (backup) and the restore path as the gitops mode renders them: Velero's values
 against the upstream chart's keys and CRDs, its object-store user and Secret, the schedule's
-namespaces; the tracking layer's Cluster after a restore (recovery from the recorded base backup,
-a new archive); and backup.yml / restore.yml refusing to start without what they need."""
+namespaces; the backups bucket made with object lock and encrypted with a KMS key the Tenant
+gets from its configuration Secret; the tracking layer's Cluster after a restore (recovery from
+the recorded base backup, a new archive); and backup.yml / restore.yml refusing to start without
+what they need."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 
 import pytest
 import yaml
 
-from conftest import BOM, documents, run, state_dir, tool
+from conftest import BOM, documents, rendered_credentials, run, state_dir, tool
 from k8s_schemas import load_tree, validate
 from test_render_serving_tracking import by_kind, first, skipped_secrets
 
@@ -45,6 +50,58 @@ def test_velero_writes_to_the_backups_bucket_with_its_own_user(rendered):
     assert values["initContainers"][0]["image"] in BOM["bom_chart_images"]["velero"]
     assert values["image"]["tag"] == "v" + BOM["bom_charts"]["velero"]["app_version"]
     assert values["metrics"]["serviceMonitor"] == {"enabled": True, "autodetect": False}
+
+
+def test_the_backups_bucket_is_locked_and_its_writers_may_upload_but_not_unlock(rendered):
+    _, _, tree_docs = rendered
+    setup = by_kind(tree_docs)[("ConfigMap", "minio", "minio-setup")]["data"]
+    # Made with object lock, each version locked 30 days (storage_backup_retention_days), and
+    # encrypted at rest; no other bucket is either.
+    assert setup["locked"] == "platform-backups governance 30\n"
+    assert setup["encrypted"] == "platform-backups sse-s3\n"
+    # Old versions go once their lock has ended, not before.
+    rules = json.loads(setup["lifecycle-platform-backups.json"])["Rules"]
+    assert {"ID": "expire-noncurrent-versions", "Status": "Enabled", "Filter": {"Prefix": ""},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30}} in rules
+    for user, prefix in (("velero", "velero"), ("postgres", "postgres")):
+        policy = json.loads(setup[f"policy-platform-{user}.json"])
+        retention = {r for st in policy["Statement"] if "s3:PutObjectRetention" in st["Action"] for r in st["Resource"]}
+        assert retention == {f"arn:aws:s3:::platform-backups/{prefix}/*"}, user
+    for name, text in setup.items():
+        if name.startswith("policy-"):
+            actions = {a for st in json.loads(text)["Statement"] for a in st["Action"]}
+            assert not actions & {"s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration"}, name
+
+
+def test_the_tenant_gets_its_kms_key_from_its_configuration_secret_and_the_key_is_nowhere_else(rendered):
+    inventory, tree, tree_docs = rendered
+    tenant = by_kind(tree_docs)[("Tenant", "minio", "platform")]["spec"]
+    assert tenant["configuration"] == {"name": "minio-config"}
+    assert not [e for e in tenant.get("env", []) if e["name"].startswith("MINIO_KMS")]
+    assert skipped_secrets(tree)[("minio", "minio-config")] == {"config.env"}
+    # The key the storage layer generated into the credentials store: 32 random bytes.
+    credentials = yaml.safe_load((rendered_credentials(tree, inventory) / "object-store.yml").read_text())
+    key = credentials["kms"]["key"]
+    assert len(base64.b64decode(key, validate=True)) == 32
+    # The Secret's config.env is exactly the root user and that key (its digest rolls the pods,
+    # since MinIO reads it only at start), and neither is in the tree or the run's output.
+    config_env = (f'export MINIO_ROOT_USER="{credentials["root"]["access_key"]}"\n'
+                  f'export MINIO_ROOT_PASSWORD="{credentials["root"]["secret_key"]}"\n'
+                  f'export MINIO_KMS_SECRET_KEY="ml-platform:{key}"')
+    digest = tenant["pools"][0]["annotations"]["platform.ml/configuration-digest"]
+    assert digest == hashlib.sha256(config_env.encode()).hexdigest()
+    assert not [p for p in tree.rglob("*") if p.is_file() and key in p.read_text()]
+    assert key not in (tree.parent / f"{tree.name}.out").read_text()
+
+
+def test_the_setup_job_ends_at_once_on_a_backups_bucket_made_without_the_lock(rendered):
+    _, _, tree_docs = rendered
+    job = next(doc for _, doc in documents(tree_docs) if doc["kind"] == "Job" and doc["metadata"]["name"].startswith("minio-setup-"))
+    # Exit code 3 is the script's (tests/test_minio_setup.py): no retry can add the lock.
+    assert job["spec"]["podFailurePolicy"]["rules"] == [
+        {"action": "FailJob", "onExitCodes": {"containerName": "setup", "operator": "In", "values": [3]}}]
+    # (A pod failure policy needs restartPolicy Never; test_render.py validates every document.)
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 
 def test_velero_runs_restricted(rendered):

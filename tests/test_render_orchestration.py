@@ -146,8 +146,8 @@ def test_a_promotion_of_something_that_is_not_a_registered_version_is_refused(tm
 
 
 def test_the_smoke_check_is_the_last_play_and_runs_only_against_a_live_platform(project):
-    plays = yaml.safe_load((ROOT / "site.yml").read_text())
-    assert plays[-1]["ansible.builtin.import_playbook"] == "playbooks/smoke.yml"
+    plays = yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text())
+    assert plays[-1]["ansible.builtin.import_playbook"] == "smoke.yml"
     # In gitops mode site.yml hands the cluster to Argo CD, so it does not run the smoke check.
     gitops = run([tool("ansible-playbook"), "site.yml", "-i", "inventories/lab", "--tags", "smoke", "-e", "platform_delivery=gitops"], cwd=project)
     assert gitops.returncode == 0 and "Put the probes' script" not in gitops.stdout, gitops.stdout[-2000:]

@@ -7,9 +7,19 @@ change nothing; naming an entry in `rotate` generates its values again. In
 check mode nothing is written and missing values are generated for the run
 only. Values are returned under `credentials`: the task must set no_log.
 
+With `bytes`, generated values are that many random bytes, base64-encoded (a
+key, such as the 32-byte key of MinIO's KMS), instead of letters and digits.
+
 Entries named in `bcrypt` also keep `password_bcrypt`, a bcrypt hash of their
 password for htpasswd files; it is made again only when it no longer matches
 the password, so the hash (and whatever is built from it) is stable.
+
+With platform_credentials_source `supplied` (the default in an AWX job, or
+whenever platform_credentials_supplied is set; docs/awx.md) the entries come
+from platform_credentials_supplied instead: nothing is read from or written
+to the controller's disk, nothing is generated, and a value the run would have
+to generate (a missing one, a rotation, a bcrypt hash) fails the task, naming
+it, before anything is delivered with it.
 
 With `revoke`, the task asks for every entry of the file that should be live
 (those named in `others`, which another task asks for, aside): an entry the
@@ -21,6 +31,7 @@ and an entry declared again gets new values, never its old ones.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import os
@@ -30,8 +41,13 @@ import string
 
 import bcrypt
 import yaml
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleFilterError
 from ansible.plugins.action import ActionBase
+
+try:
+    from ansible_collections.mlplatform.baremetal.plugins.filter.platform_credentials_supplied import supplied_file
+except ImportError:  # the unit tests import the plugins from their directories
+    from platform_credentials_supplied import supplied_file
 
 ALPHABET = string.ascii_letters + string.digits
 HEADER = (
@@ -42,7 +58,10 @@ HEADER = (
 )
 
 
-def generate(length=40):
+def generate(length=40, key_bytes=0):
+    """length letters and digits, or with key_bytes that many random bytes, base64-encoded."""
+    if key_bytes:
+        return base64.b64encode(secrets.token_bytes(key_bytes)).decode()
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
@@ -61,7 +80,7 @@ def load(path):
     return data
 
 
-def resolve(existing, wanted, rotate=(), generate_missing=True, length=40):
+def resolve(existing, wanted, rotate=(), generate_missing=True, length=40, key_bytes=0):
     """(entries, names of entries generated or completed, [missing 'entry.field']).
 
     wanted: {entry: {field: fixed value or None}}; None means a generated secret.
@@ -77,7 +96,7 @@ def resolve(existing, wanted, rotate=(), generate_missing=True, length=40):
             elif current.get(field):
                 new[field] = str(current[field])
             elif generate_missing:
-                new[field] = generate(length)
+                new[field] = generate(length, key_bytes)
             else:
                 missing.append(f"{entry}.{field}")
         before = existing.get(entry) or {}
@@ -138,6 +157,40 @@ def revoke(existing, wanted, others=(), now=None):
     return result, sorted(newly)
 
 
+def from_supplied(name, given, wanted, rotate=(), hashed=()):
+    """(entries, kept) of one credentials file from what the run was given (see the module's
+    docstring); fails, naming what is missing and how to add it, where it would generate."""
+    how = (
+        f"Generate them once on a workstation, with the checkout and this inventory, and load {name}.yml into the "
+        "credential (docs/awx.md, 'Adding or rotating a credential')."
+    )
+    rotated = sorted(set(rotate) & set(wanted))
+    if rotated:
+        raise AnsibleActionFail(
+            f"{name}: rotating {', '.join(rotated)} generates new values, which a run whose credentials are given to it "
+            f"(platform_credentials_source: supplied) cannot keep. {how}"
+        )
+    entries, _, missing = resolve(given, wanted, generate_missing=False)
+    for entry in hashed:
+        have, password = given.get(entry) or {}, (entries.get(entry) or {}).get("password")
+        try:
+            matches = bool(password and have.get("password_bcrypt")) and bcrypt.checkpw(password.encode(), str(have["password_bcrypt"]).encode())
+        except ValueError:
+            matches = False
+        if password and not matches:
+            missing.append(f"{entry}.password_bcrypt")
+        elif password and not have.get("password_changed"):
+            missing.append(f"{entry}.password_changed")
+        elif password:
+            entries[entry].update(password_bcrypt=str(have["password_bcrypt"]), password_changed=str(have["password_changed"]))
+    if missing:
+        raise AnsibleActionFail(
+            f"{name}: the credentials given to this run (platform_credentials_supplied) lack {', '.join(missing)}. Nothing was "
+            f"generated or written: a value generated in a run whose container is thrown away would be lost. {how}"
+        )
+    return entries, undeclared(given, wanted)
+
+
 def write(path, entries):
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -152,7 +205,7 @@ def write(path, entries):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("path", "entries", "rotate", "generate", "length", "bcrypt", "revoke", "others"))
+    _VALID_ARGS = frozenset(("path", "entries", "rotate", "generate", "length", "bytes", "bcrypt", "revoke", "others"))
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
@@ -162,13 +215,21 @@ class ActionModule(ActionBase):
         # Plain data: Ansible's tagged strings cannot be written by yaml.safe_dump.
         wanted = json.loads(json.dumps(args.get("entries") or {}))
         rotate = json.loads(json.dumps([str(r) for r in args.get("rotate") or []]))
+        given = self._supplied(path, task_vars or {})
+        if given is not None:
+            entries, kept = from_supplied(os.path.basename(path).removesuffix(".yml"), given, wanted, rotate,
+                                          [str(n) for n in args.get("bcrypt") or []])
+            # Nothing is written here: a marker is in the given content or nowhere.
+            result.update(changed=False, generated=[], credentials=entries, kept=kept,
+                          revoked=sorted(name for name, fields in given.items() if is_revoked(fields)), revoked_now=[])
+            return result
         existing = load(path)
         revoked_now = []
         if bool(args.get("revoke", False)):
             others = json.loads(json.dumps([str(o) for o in args.get("others") or []]))
             existing, revoked_now = revoke(existing, wanted, others)
         entries, generated, missing = resolve(
-            existing, wanted, rotate, bool(args.get("generate", True)), int(args.get("length", 40))
+            existing, wanted, rotate, bool(args.get("generate", True)), int(args.get("length", 40)), int(args.get("bytes") or 0)
         )
         if missing:
             raise AnsibleActionFail(
@@ -185,3 +246,15 @@ class ActionModule(ActionBase):
             revoked=sorted(name for name, fields in merged.items() if is_revoked(fields)), revoked_now=revoked_now,
         )
         return result
+
+    def _supplied(self, path, task_vars):
+        """The entries given to this run for the file at path, or None when the credentials are kept
+        in platform_credentials_dir (platform_credentials_source, a platform-wide variable)."""
+        source = self._templar.template(task_vars.get("platform_credentials_source", "directory"))
+        if source != "supplied":
+            return None
+        supplied = json.loads(json.dumps(self._templar.template(task_vars.get("platform_credentials_supplied") or {})))
+        try:
+            return json.loads(json.dumps(supplied_file(supplied, os.path.basename(path).removesuffix(".yml"))))
+        except AnsibleFilterError as error:
+            raise AnsibleActionFail(error.message) from None

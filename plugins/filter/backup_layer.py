@@ -87,6 +87,89 @@ def replication_problems(settings, buckets, object_store, endpoint, credentials_
     return found
 
 
+MAX_RETENTION_DAYS = 36500  # MinIO's internal/bucket/object/lock maximumRetentionDays
+LOCK_MODES = ("governance", "compliance")
+DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|ms|m|s)")
+RETENTION = re.compile(r"^([1-9][0-9]*)([dwm])$")
+
+
+def duration_days(text):
+    """Days (rounded up) of a Go duration such as 720h0m0s; None when it is not one."""
+    text = str(text)
+    if not GO_DURATION.match(text):
+        return None
+    seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit] for n, unit in DURATION_PART.findall(text))
+    return -(-int(seconds) // 86400)
+
+
+def retention_days(text):
+    """Days of CloudNativePG's retentionPolicy (30d, 8w, 6m; a month counted as 31 days, so the
+    check errs on the safe side); None when it is not one."""
+    match = RETENTION.match(str(text))
+    return int(match.group(1)) * {"d": 1, "w": 7, "m": 31}[match.group(2)] if match else None
+
+
+def protection_problems(settings, object_store="minio"):
+    """The backups bucket's object lock and encryption against what keeps backups: the lock must
+    cover every backup Velero (backup_ttl) and CloudNativePG (tracking_postgres_backup_retention)
+    still keep, or a writer could erase the oldest ones they offer for a restore. Their own
+    clean-up keeps working at any retention: they delete without a version, which on a locked
+    bucket only adds a delete marker. settings: the storage, backup and tracking settings."""
+    s = _data(settings)
+    found = []
+    if object_store != "minio":
+        if s.get("storage_external_backups_protected") is None:
+            found.append(
+                "storage_external_backups_protected: not set, but platform_object_store is external, where the platform can neither lock nor "
+                "encrypt the backups bucket (it holds the platform's Secrets). Fix: create it with object lock and a default retention of at "
+                "least backup_ttl, default encryption and s3:PutObjectRetention for its writers (docs/backup.md, \"An external object store\"), "
+                "then set it to true; or set false to go on without."
+            )
+        return found
+    days = s.get("storage_backup_retention_days", 30)
+    mode = s.get("storage_backup_retention_mode", "governance")
+    if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_RETENTION_DAYS:
+        found.append(f"storage_backup_retention_days: {days!r} must be a whole number of days from 0 (no object lock) to {MAX_RETENTION_DAYS}.")
+        return found
+    if mode not in LOCK_MODES:
+        import difflib
+
+        near = difflib.get_close_matches(str(mode), LOCK_MODES, n=1)
+        found.append(f"storage_backup_retention_mode: {mode!r} is not one of {', '.join(LOCK_MODES)}" + (f" (did you mean '{near[0]}'?)." if near else "."))
+    if "kms" in (s.get("storage_rotate_credentials") or []):
+        found.append(
+            "storage_rotate_credentials: kms is the object store's encryption key, which MinIO's built-in KMS cannot rotate: "
+            "the backups and MinIO's own user data encrypted with it could no longer be read. Fix: take kms out of the list."
+        )
+    if days == 0:
+        return found
+    if s.get("storage_bucket_versioning") is False:
+        found.append(
+            f"storage_bucket_versioning: false, but the backups bucket is locked (storage_backup_retention_days: {days}), and object lock "
+            "works on versions only. Fix: turn versioning on, or set storage_backup_retention_days: 0."
+        )
+    ttl = duration_days(s.get("backup_ttl", "720h0m0s"))
+    if s.get("backup_enabled", True) and ttl is not None and days < ttl:
+        found.append(
+            f"storage_backup_retention_days: {days} days is shorter than backup_ttl ({s.get('backup_ttl', '720h0m0s')}, {ttl} days): Velero would keep "
+            f"backups whose lock has ended, which a stolen velero key could erase. Fix: set storage_backup_retention_days to at least {ttl}, "
+            "or shorten backup_ttl."
+        )
+    kept = retention_days(s.get("tracking_postgres_backup_retention", "30d"))
+    if kept is not None and days < kept:
+        found.append(
+            f"storage_backup_retention_days: {days} days is shorter than tracking_postgres_backup_retention "
+            f"({s.get('tracking_postgres_backup_retention', '30d')}, {kept} days): CloudNativePG would keep base backups and WAL whose lock has "
+            f"ended, which a stolen postgres key could erase. Fix: set storage_backup_retention_days to at least {kept}, or shorten "
+            "tracking_postgres_backup_retention."
+        )
+    return found
+
+
 class FilterModule:
     def filters(self):
-        return {"backup_problems": backup_problems, "backup_replication_problems": replication_problems}
+        return {
+            "backup_problems": backup_problems,
+            "backup_replication_problems": replication_problems,
+            "backup_protection_problems": protection_problems,
+        }

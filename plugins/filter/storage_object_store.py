@@ -7,6 +7,12 @@ The S3 policy documents follow the AWS IAM policy grammar MinIO implements
 exactly the buckets its entry names, read or readwrite, nothing else; a grant
 of "bucket/prefix" gives the objects under that prefix only (and the listing
 of the bucket's names, which the backup tools' bucket checks need).
+
+A bucket with object lock (the backups bucket, lock_days > 0) gets a default retention: MinIO
+then refuses every upload that does not carry the right to set a retention (it gives the new
+version the bucket's), so its writers also get s3:PutObjectRetention on what they may write.
+That lets a writer lock its own uploads longer, never shorten a lock or lift one (that needs
+s3:BypassGovernanceRetention, which no service gets).
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ WRITE_OBJECT = [
 ]
 READ_BUCKET = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"]
 WRITE_BUCKET = ["s3:ListBucketMultipartUploads"]
+# MinIO (cmd/bucket-object-lock.go checkPutObjectLockAllowed): with a default retention on the
+# bucket, PutObject, CopyObject and multipart uploads need this action.
+WRITE_LOCKED = ["s3:PutObjectRetention"]
+LOCK_MODES = ("governance", "compliance")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 USER_NAME = re.compile(r"^[a-z][a-z0-9-]{2,31}$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -104,10 +114,11 @@ def write_overlaps(users):
     return found
 
 
-def policy(grants):
+def policy(grants, locked=()):
     """The S3 policy granting a service its buckets or prefixes (read or readwrite): the
     bucket-level actions on each bucket it has a grant in, the object actions on the whole
-    bucket, or on bucket/prefix/* only for a prefix grant."""
+    bucket, or on bucket/prefix/* only for a prefix grant; where it may write into a bucket of
+    `locked` (buckets with a default retention), the right to upload into it (PutObjectRetention)."""
     statements = []
     for access in ACCESS:
         granted = sorted(split_grant(g) for g, a in grants.items() if a == access)
@@ -128,12 +139,44 @@ def policy(grants):
                 "Resource": [f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*" for bucket, prefix in granted],
             }
         )
+        retained = [(bucket, prefix) for bucket, prefix in granted if writes and bucket in locked]
+        if retained:
+            statements.append(
+                {
+                    "Effect": "Allow",
+                    "Action": list(WRITE_LOCKED),
+                    "Resource": [f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}*" for bucket, prefix in retained],
+                }
+            )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def policies(users):
+def policies(users, locked=()):
     """{policy name: policy document}, one per service; the policy is named after the service."""
-    return {f"platform-{user}": policy(spec["buckets"]) for user, spec in sorted(users.items())}
+    return {f"platform-{user}": policy(spec["buckets"], locked) for user, spec in sorted(users.items())}
+
+
+def backups_bucket(buckets, name, retention_days=30, mode="governance", noncurrent_days=30):
+    """The bucket list with the backups bucket `name` protected: object lock with a default
+    retention of retention_days in mode (0: no lock), encrypted at rest (SSE-S3, with the
+    tenant's KMS key), and its old versions kept until the lock has ended (never sooner than
+    the other buckets', and never expired where those are kept for ever, noncurrent_days 0)."""
+    days = int(retention_days)
+    protected = []
+    for bucket in buckets:
+        bucket = dict(bucket)
+        if bucket.get("name") == name:
+            bucket.update(lock_days=days, lock_mode=str(mode), encryption="sse-s3")
+            if days > 0:
+                keep = int(bucket.get("noncurrent_expire_days", noncurrent_days))
+                bucket["noncurrent_expire_days"] = 0 if keep == 0 else max(keep, days)
+        protected.append(bucket)
+    return protected
+
+
+def locked_buckets(buckets):
+    """Names of the buckets with a default retention (lock_days > 0)."""
+    return sorted(b["name"] for b in buckets if int(b.get("lock_days") or 0) > 0)
 
 
 def lifecycle(bucket, scratch_prefix="scratch/", scratch_days=7, noncurrent_days=30):
@@ -152,14 +195,26 @@ def lifecycle(bucket, scratch_prefix="scratch/", scratch_days=7, noncurrent_days
 
 def setup_files(users, buckets, scratch_prefix="scratch/", scratch_days=7, noncurrent_days=30):
     """The files the MinIO setup job reads (a ConfigMap's data): the bucket list, one
-    lifecycle and one policy JSON per bucket and service, and the service-to-policy map."""
+    lifecycle and one policy JSON per bucket and service, and the service-to-policy map; for
+    the buckets that say so, their object lock ("locked": bucket, mode and days of the default
+    retention, or "off 0" for none) and their default encryption ("encrypted": bucket and
+    sse-s3)."""
     data = {
         "buckets": "".join(f"{b['name']} {'on' if b.get('versioning', True) else 'off'}\n" for b in buckets),
         "users": "".join(f"{user} platform-{user}\n" for user in sorted(users)),
     }
+    locked = "".join(
+        f"{b['name']} {b.get('lock_mode', 'governance') if int(b['lock_days']) > 0 else 'off'} {int(b['lock_days'])}\n"
+        for b in buckets if "lock_days" in b
+    )
+    encrypted = "".join(f"{b['name']} {b['encryption']}\n" for b in buckets if b.get("encryption"))
+    if locked:
+        data["locked"] = locked
+    if encrypted:
+        data["encrypted"] = encrypted
     for bucket in buckets:
         data[f"lifecycle-{bucket['name']}.json"] = json.dumps(lifecycle(bucket, scratch_prefix, scratch_days, noncurrent_days), sort_keys=True)
-    for name, document in policies(users).items():
+    for name, document in policies(users, locked_buckets(buckets)).items():
         data[f"policy-{name}.json"] = json.dumps(document, sort_keys=True)
     return data
 
@@ -215,8 +270,9 @@ def revoked_users(kept, users):
     """The MinIO users the declaration no longer has: the credentials file's entries the storage
     layer's credentials task did not ask for (its result's kept), the second site's keys
     (replication, asked for by their own task) aside. A team taken out of platform_teams, a
-    service user removed: the setup job removes each, with its policy."""
-    return sorted(name for name in kept or [] if name not in users and name not in ("root", "replication"))
+    service user removed: the setup job removes each, with its policy. The tenant's KMS key (kms)
+    is no user either."""
+    return sorted(name for name in kept or [] if name not in users and name not in ("root", "replication", "kms"))
 
 
 def secret_keys(credentials, users):
@@ -235,4 +291,5 @@ class FilterModule:
             "storage_object_store_credential_entries": credential_entries,
             "storage_object_store_secret_keys": secret_keys,
             "storage_object_store_revoked_users": revoked_users,
+            "storage_object_store_backups_bucket": backups_bucket,
         }

@@ -15,6 +15,11 @@ description:
     asked for are kept.
   - Refuses a file that group or others can read. Runs in the controller process (an action
     plugin); in check mode writes nothing. Always use it with C(no_log=true).
+  - With the platform-wide variable C(platform_credentials_source) C(supplied) (the default in an AWX job,
+    or when C(platform_credentials_supplied) is set) the entries come from C(platform_credentials_supplied),
+    the file's name without C(.yml) mapped to its content; nothing is read from or written to the disk,
+    nothing is generated, and a field the task would generate (a missing one, a rotated entry, a bcrypt
+    hash that does not match) fails the task, named. See docs/awx.md.
 options:
   path:
     description: The credentials file.
@@ -39,6 +44,11 @@ options:
     description: Length of generated values.
     type: int
     default: 40
+  bytes:
+    description:
+      - When set, generated values are this many random bytes from Python's C(secrets), base64-encoded
+        (a key, such as the 32-byte key of MinIO's KMS), instead of I(length) letters and digits.
+    type: int
   bcrypt:
     description:
       - Entries that also keep C(password_bcrypt), a bcrypt hash of their C(password) for an htpasswd

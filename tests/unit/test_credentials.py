@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 
@@ -34,6 +35,17 @@ def test_rotation_regenerates_only_the_named_entry():
     assert generated == ["kserve"]
     assert rotated["mlflow"] == existing["mlflow"]
     assert rotated["kserve"]["secret_key"] != existing["kserve"]["secret_key"]
+
+
+def test_a_key_of_random_bytes_is_generated_base64_encoded_and_then_kept():
+    wanted = {"kms": {"key": None}}
+    entries, generated, _ = creds.resolve({}, wanted, key_bytes=32)
+    assert generated == ["kms"]
+    assert len(base64.b64decode(entries["kms"]["key"], validate=True)) == 32
+    other, _, _ = creds.resolve({}, wanted, key_bytes=32)
+    assert other["kms"]["key"] != entries["kms"]["key"]
+    again, generated, _ = creds.resolve(entries, wanted, key_bytes=32)
+    assert again == entries and generated == []
 
 
 def test_without_generation_missing_fields_are_named():
@@ -172,3 +184,96 @@ def test_the_task_revokes_what_it_no_longer_asks_for_and_check_mode_writes_nothi
     assert not reader["changed"] and set(creds.load(str(path))["team-b"]) == {"revoked"}
     back = _run_action(path, both, revoke=True, others=["replication"])
     assert back["generated"] == ["team-b"] and back["revoked"] == [] and back["credentials"]["team-b"]["secret_key"] != old
+
+
+# ---- credentials given to the run (platform_credentials_source: supplied; docs/awx.md)
+
+import platform_credentials_supplied as given  # noqa: E402
+
+
+def test_given_credentials_are_returned_and_nothing_is_generated_or_written(tmp_path):
+    stored = {"mlflow": {"access_key": "mlflow", "secret_key": "m" * 40}, "team-old": {"access_key": "team-old", "secret_key": "o" * 40}}
+    entries, kept = creds.from_supplied("object-store", stored, {"mlflow": WANTED["mlflow"]})
+    assert entries == {"mlflow": stored["mlflow"]} and kept == ["team-old"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_value_the_run_would_generate_fails_naming_it():
+    with pytest.raises(AnsibleActionFail) as failure:
+        creds.from_supplied("object-store", {"mlflow": {"secret_key": "m" * 40}}, WANTED)
+    message = str(failure.value)
+    assert "object-store: the credentials given to this run (platform_credentials_supplied) lack kserve.secret_key" in message
+    assert "Nothing was generated or written" in message and "load object-store.yml into the credential" in message
+    assert "m" * 40 not in message
+
+
+def test_a_rotation_with_given_credentials_fails_before_generating():
+    stored, _, _ = creds.resolve({}, WANTED)
+    with pytest.raises(AnsibleActionFail, match="object-store: rotating kserve generates new values"):
+        creds.from_supplied("object-store", stored, WANTED, rotate=["kserve", "not-wanted-here"])
+
+
+def test_given_bcrypt_hashes_are_kept_and_a_stale_or_missing_one_is_named():
+    wanted = {"ui": {"user": "admin", "password": None}, "argocd": {"user": "admin", "password": None}}
+    stored, _, _ = creds.resolve({}, wanted)
+    # Cheap hashes (4 rounds): what is checked is that the given hash is kept, not its cost.
+    for entry in stored.values():
+        entry.update(password_bcrypt=creds.bcrypt.hashpw(entry["password"].encode(), creds.bcrypt.gensalt(rounds=4)).decode(),
+                     password_changed="2026-12-01T08:30:00Z")
+    entries, _ = creds.from_supplied("orchestration", stored, wanted, hashed=["ui", "argocd"])
+    assert entries == stored
+    stale = {"ui": dict(stored["ui"], password="changed-by-hand"), "argocd": {k: v for k, v in stored["argocd"].items() if k != "password_changed"}}
+    with pytest.raises(AnsibleActionFail, match=r"lack ui\.password_bcrypt, argocd\.password_changed"):
+        creds.from_supplied("orchestration", stale, wanted, hashed=["ui", "argocd"])
+
+
+def test_given_files_are_read_as_mappings_or_as_their_yaml_text():
+    text = "mlflow:\n  access_key: mlflow\n  secret_key: abc\n"
+    assert given.supplied_file({"object_store": text}, "object-store") == {"mlflow": {"access_key": "mlflow", "secret_key": "abc"}}
+    assert given.supplied_file({"object-store": yaml.safe_load(text)}, "object-store") == yaml.safe_load(text)
+    assert given.supplied_file({"serving": ""}, "object-store") == {}
+    assert given.supplied_file(yaml.safe_dump({"serving": text}), "serving") == yaml.safe_load(text)
+    # A malformed file fails where it is read, and only there; preflight names it (and the typo) first.
+    broken = {"serving": "default: {token: [unclosed", "obervability": text}
+    assert given.supplied_file(broken, "object-store") == {}
+    with pytest.raises(given.AnsibleFilterError, match=r"platform_credentials_supplied\.serving: is not valid YAML \(line 1\)"):
+        given.supplied_file(broken, "serving")
+    assert given.supplied_file(broken, "serving", strict=False) == {}
+
+
+def test_preflight_names_what_is_wrong_with_given_credentials_and_never_a_value():
+    secret = "Sup3rSecretValue0123456789abcdefghijklmn"
+    problems = given.supplied_problems(
+        {"object_store": f"mlflow: {{secret_key: {secret}", "obervability": "grafana: {password: x}", "serving": f"- {secret}",
+         "tracking": {"admin": secret}}, "supplied")
+    text = "\n".join(problems)
+    assert "platform_credentials_supplied.obervability: no such credentials file (did you mean 'observability'?)" in text
+    assert "platform_credentials_supplied.object-store: is not valid YAML (line 1)" in text
+    assert "platform_credentials_supplied.serving: must map entries to their fields" in text
+    assert "platform_credentials_supplied.tracking: entry admin must map its fields to values" in text
+    assert secret not in text and len(problems) == 4
+    assert given.supplied_problems({"serving": {"default": {"token": secret}}}, "supplied") == []
+
+
+def test_preflight_refuses_a_run_that_would_generate_where_nothing_is_kept():
+    [awx] = given.supplied_problems({}, "supplied", True)
+    assert "the default in an AWX job" in awx and "attach the ML platform credentials credential" in awx
+    [empty] = given.supplied_problems({"serving": "", "tracking": ""}, "supplied")
+    assert "gives no credentials" in empty
+    [ignored] = given.supplied_problems({"serving": {"default": {"token": "t"}}}, "directory")
+    assert "platform_credentials_source is directory" in ignored
+    [typo] = given.supplied_problems({}, "vault")
+    assert "platform_credentials_source: 'vault' must be directory" in typo
+    assert given.supplied_problems({}, "directory") == []
+
+
+def test_the_given_files_are_the_files_the_layers_keep():
+    import re
+
+    from conftest import ROOT
+
+    kept = set()
+    for path in ROOT.glob("roles/*/*/*.yml"):
+        kept |= set(re.findall(r"platform_credentials_dir \}\}/([a-z-]+)\.yml", path.read_text()))
+        kept |= set(re.findall(r"platform_credentials_dir ~ '/([a-z-]+)\.yml'", path.read_text()))
+    assert kept == set(given.FILES)

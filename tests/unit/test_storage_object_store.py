@@ -126,3 +126,46 @@ def test_two_services_that_may_write_the_same_objects_are_refused():
     # Sibling prefixes do not overlap; a prefix and one below it do.
     assert not store._overlap(("b", "postgres"), ("b", "postgres2"))
     assert store._overlap(("b", "postgres"), ("b", "postgres/wal"))
+
+
+def test_the_backups_bucket_is_locked_encrypted_and_keeps_old_versions_until_the_lock_ends():
+    buckets = [{"name": "mlflow-artifacts", "versioning": True}, {"name": "platform-backups", "versioning": True}]
+    protected = store.backups_bucket(buckets, "platform-backups", 30, "governance", 7)
+    assert protected[0] == buckets[0]
+    assert protected[1] == {"name": "platform-backups", "versioning": True, "lock_days": 30, "lock_mode": "governance",
+                            "encryption": "sse-s3", "noncurrent_expire_days": 30}
+    # Old versions kept for ever elsewhere stay kept; a longer expiry elsewhere applies here too.
+    assert store.backups_bucket(buckets, "platform-backups", 30, "governance", 0)[1]["noncurrent_expire_days"] == 0
+    assert store.backups_bucket(buckets, "platform-backups", 30, "governance", 90)[1]["noncurrent_expire_days"] == 90
+    files = store.setup_files(USERS, protected, noncurrent_days=7)
+    assert files["locked"] == "platform-backups governance 30\n" and files["encrypted"] == "platform-backups sse-s3\n"
+    rules = json.loads(files["lifecycle-platform-backups.json"])["Rules"]
+    assert {"ID": "expire-noncurrent-versions", "Status": "Enabled", "Filter": {"Prefix": ""}, "NoncurrentVersionExpiration": {"NoncurrentDays": 30}} in rules
+    assert json.loads(files["lifecycle-mlflow-artifacts.json"])["Rules"][1]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
+    # Without a retention the bucket is still encrypted, and the job clears any default retention.
+    unlocked = store.setup_files(USERS, store.backups_bucket(buckets, "platform-backups", 0, "governance", 7))
+    assert unlocked["locked"] == "platform-backups off 0\n" and unlocked["encrypted"] == "platform-backups sse-s3\n"
+    assert "locked" not in store.setup_files(USERS, buckets) and "encrypted" not in store.setup_files(USERS, buckets)
+
+
+def test_writers_of_a_locked_bucket_may_upload_into_it_but_never_lift_a_lock():
+    users = {
+        "velero": {"namespace": "velero", "buckets": {"platform-backups/velero": "readwrite"}},
+        "kserve": {"namespace": "ml-serving", "buckets": {"platform-backups/velero": "read", "kserve-models": "read"}},
+        "mlflow": {"namespace": "ml-tracking", "buckets": {"mlflow-artifacts": "readwrite"}},
+    }
+    documents = store.policies(users, ["platform-backups"])
+    # MinIO refuses an upload into a bucket with a default retention without PutObjectRetention.
+    retention = [st for st in documents["platform-velero"]["Statement"] if st["Action"] == ["s3:PutObjectRetention"]]
+    assert retention == [{"Effect": "Allow", "Action": ["s3:PutObjectRetention"], "Resource": ["arn:aws:s3:::platform-backups/velero/*"]}]
+    for name, document in documents.items():
+        actions = {a for st in document["Statement"] for a in st["Action"]}
+        assert not actions & {"s3:BypassGovernanceRetention", "s3:PutBucketObjectLockConfiguration", "s3:PutLifecycleConfiguration",
+                              "s3:PutEncryptionConfiguration", "s3:DeleteBucket"}, name
+        assert ("s3:PutObjectRetention" in actions) == (name == "platform-velero"), name
+    assert documents == store.policies(users, ["platform-backups"])
+    assert not [a for st in store.policies(users)["platform-velero"]["Statement"] for a in st["Action"] if "Retention" in a]
+
+
+def test_the_kms_key_is_never_taken_for_a_user_to_revoke():
+    assert store.revoked_users(["kms", "replication", "root", "team-old"], {"mlflow": {}}) == ["team-old"]

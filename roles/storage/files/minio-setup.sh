@@ -1,15 +1,19 @@
 #!/bin/sh
 # Converges the platform's MinIO tenant on what the storage layer declares:
-# buckets (versioning, lifecycle), one policy and one user per service, the
-# removal of users no longer declared, and replication of the listed buckets
-# to a second MinIO. Every step is
-# create-or-update, so the job can run again at any time. The alias "platform"
-# comes from MC_HOST_platform; secrets are read from files (the directories
-# are the Job's mounts; the tests point them elsewhere).
+# buckets (versioning, lifecycle; the backups bucket with object lock and
+# encrypted at rest), one policy and one user per service, the removal of
+# users no longer declared, and replication of the listed buckets to a second
+# MinIO. Every step is create-or-update, so the job can run again at any time.
+# The alias "platform" comes from MC_HOST_platform; secrets are read from files
+# (the directories are the Job's mounts; the tests point them elsewhere).
+# Exit code 3: a bucket that must be locked exists without object lock, which
+# MinIO cannot add to an existing bucket; everything else has converged.
 set -eu
 config=${SETUP_CONFIG:-/config}
 users=${SETUP_USERS:-/users}
 replication=${SETUP_REPLICATION:-/replication}
+wait_step=${SETUP_WAIT_STEP:-10}
+unlocked=""
 
 attempt=0
 until mc admin info platform >/dev/null 2>&1; do
@@ -18,8 +22,33 @@ until mc admin info platform >/dev/null 2>&1; do
     echo "MinIO did not answer at the tenant's address for 10 minutes" >&2
     exit 1
   fi
-  sleep 10
+  sleep "$wait_step"
 done
+
+# Object lock (the backups bucket): only a bucket made with it can have it.
+# Its default retention gives every new version a lock no writer can lift or
+# shorten (governance: only root, with the bypass header; compliance: nobody).
+if [ -s "$config/locked" ]; then
+  while read -r bucket mode days; do
+    if [ "$mode" = off ]; then
+      mc mb --ignore-existing "platform/$bucket"
+      # A bucket made with the lock keeps it; new versions get no retention.
+      if ! mc retention clear --default "platform/$bucket" 2>/tmp/lock.err; then
+        grep -q "cannot be enabled on existing buckets" /tmp/lock.err || { cat /tmp/lock.err >&2; exit 1; }
+      fi
+      continue
+    fi
+    mc mb --ignore-existing --with-lock "platform/$bucket"
+    if mc retention set --default "$mode" "${days}d" "platform/$bucket" 2>/tmp/lock.err; then
+      echo "$bucket: object lock $mode, $days days"
+    elif grep -q "cannot be enabled on existing buckets" /tmp/lock.err; then
+      unlocked="$unlocked $bucket"
+    else
+      cat /tmp/lock.err >&2
+      exit 1
+    fi
+  done < "$config/locked"
+fi
 
 while read -r bucket versioning; do
   mc mb --ignore-existing "platform/$bucket"
@@ -31,6 +60,26 @@ while read -r bucket versioning; do
   # import replaces the bucket's whole lifecycle, so re-runs add no duplicates.
   mc ilm rule import "platform/$bucket" < "$config/lifecycle-$bucket.json"
 done < "$config/buckets"
+
+# Encryption at rest: new objects of these buckets are encrypted with the
+# tenant's KMS key (SSE-S3 uses the key of MinIO's KMS). MinIO answers "KMS is
+# not configured" until its servers have restarted with the key (the Tenant's
+# configuration digest rolls them), so that one error is waited out.
+if [ -s "$config/encrypted" ]; then
+  while read -r bucket kind; do
+    attempt=0
+    until mc encrypt set "$kind" "platform/$bucket" >/dev/null 2>/tmp/encrypt.err; do
+      attempt=$((attempt + 1))
+      if ! grep -q "KMS is not configured" /tmp/encrypt.err || [ "$attempt" -ge 60 ]; then
+        cat /tmp/encrypt.err >&2
+        echo "$bucket: encryption could not be turned on; MinIO needs MINIO_KMS_SECRET_KEY from its configuration Secret (docs/storage.md)" >&2
+        exit 1
+      fi
+      sleep "$wait_step"
+    done
+    echo "$bucket: encrypted at rest ($kind)"
+  done < "$config/encrypted"
+fi
 
 while read -r user policy; do
   mc admin policy create platform "$policy" "$config/policy-$policy.json"
@@ -78,4 +127,14 @@ if [ -s "$config/replication" ]; then
     fi
   done < "$config/replication"
 fi
+for bucket in $unlocked; do
+  cat >&2 <<EOF
+$bucket: this bucket was made without object lock, and MinIO cannot turn object lock on
+for an existing bucket ("Object Lock configuration cannot be enabled on existing buckets"),
+so the users that write its backups can still delete them. Everything else has converged.
+Move the backups into a bucket made with the lock (docs/backup.md, "Locking an existing
+backups bucket"), or set storage_backup_retention_days: 0 to go on without object lock.
+EOF
+done
+[ -z "$unlocked" ] || exit 3
 echo "object store converged"

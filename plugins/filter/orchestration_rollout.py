@@ -1,0 +1,165 @@
+"""What a model rollout checks and plans (playbooks/promote.yml, layer 7's analysis).
+
+- ``orchestration_rollout_problems``: the rollout settings of the inventory (canary
+  share, steps, analysis window and thresholds) an operator can get wrong, each named
+  with its fix (preflight, and promote.yml itself);
+- ``orchestration_promote_plan``: from what the operator asks (a strategy and a
+  version) and what serves the model now (the InferenceServices of its layer, read
+  from the cluster or the GitOps tree), the versions to serve and the candidate's
+  share of the traffic, or the problems that stop the promotion.
+
+In raw-deployment mode a model under rollout is two InferenceServices, ``<model>``
+(the stable version, whose predictor Service the inference-gateway proxies to) and
+``<model>-canary`` (the candidate), and one HTTPRoute bound to that Service (Gateway
+API for service meshes, GAMMA, which Cilium implements) that splits its traffic by
+weight. In serverless mode it is one InferenceService whose spec is the candidate,
+with KServe's canaryTrafficPercent, and the stable version in its annotations.
+"""
+
+from __future__ import annotations
+
+import re
+
+STRATEGIES = ("replace", "canary", "ab", "rollback")
+DURATION = re.compile(r"^[1-9][0-9]*[smh]$")
+CANARY_SUFFIX = "-canary"
+# An InferenceService name of at most 45 characters (what promote.yml allows), less the suffix.
+ROLLOUT_MODEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,36}[a-z0-9])?$")
+VERSION = "platform.ml/model-version"
+STABLE_VERSION = "platform.ml/stable-version"
+STABLE_URI = "platform.ml/stable-storage-uri"
+
+
+def _int(value):
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if str(number) == str(value).strip() else None
+
+
+def _number(value):
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _percent_problem(variable, value):
+    number = _int(value)
+    if number is None or not 1 <= number <= 99:
+        return f"{variable}: {value!r} must be a whole percentage from 1 to 99 (the new version's share of requests). Fix: use, for example, 10."
+    return None
+
+
+def rollout_problems(settings):
+    """settings: the orchestration role's rollout variables (defaults under the inventory's values)."""
+    found = []
+    percent = settings.get("orchestration_rollout_canary_percent")
+    problem = _percent_problem("orchestration_rollout_canary_percent", percent)
+    if problem:
+        found.append(problem)
+    steps = settings.get("orchestration_rollout_steps")
+    if not isinstance(steps, (list, tuple)):
+        found.append(f"orchestration_rollout_steps: {steps!r} must be a list of percentages, such as [25, 50]. Fix: write it as a YAML list (with -e, as JSON).")
+    else:
+        numbers = [_int(step) for step in steps]
+        if any(n is None or not 1 <= n <= 99 for n in numbers):
+            found.append(f"orchestration_rollout_steps: {list(steps)!r} must hold whole percentages from 1 to 99 (100 is the promotion itself). Fix: use, for example, [25, 50].")
+        elif numbers != sorted(set(numbers)):
+            found.append(f"orchestration_rollout_steps: {list(steps)!r} must rise step by step, each share once. Fix: sort them, such as [25, 50].")
+        elif not problem and numbers and numbers[0] <= int(percent):
+            found.append(f"orchestration_rollout_steps: the first step {numbers[0]} must be above orchestration_rollout_canary_percent ({percent}), where a canary starts. Fix: raise the steps or lower the starting share.")
+    window = settings.get("orchestration_rollout_window")
+    if not DURATION.match(str(window)):
+        found.append(f"orchestration_rollout_window: {window!r} is not a Prometheus duration of seconds, minutes or hours. Fix: use, for example, 10m.")
+    rate = _number(settings.get("orchestration_rollout_max_error_rate"))
+    if rate is None or not 0 <= rate < 1:
+        found.append(f"orchestration_rollout_max_error_rate: {settings.get('orchestration_rollout_max_error_rate')!r} must be a fraction of requests from 0 to below 1. Fix: use, for example, 0.01 (1%).")
+    latency = _number(settings.get("orchestration_rollout_max_latency_p95_seconds"))
+    if latency is None or latency <= 0:
+        found.append(f"orchestration_rollout_max_latency_p95_seconds: {settings.get('orchestration_rollout_max_latency_p95_seconds')!r} must be a positive number of seconds. Fix: use, for example, 0.5.")
+    minimum = _int(settings.get("orchestration_rollout_min_requests"))
+    if minimum is None or minimum < 1:
+        found.append(f"orchestration_rollout_min_requests: {settings.get('orchestration_rollout_min_requests')!r} must be a whole number of at least 1 (fewer requests in the window cannot judge the candidate). Fix: use, for example, 20.")
+    return found
+
+
+def _served(isvc):
+    """(version, storage uri, format) of an InferenceService document."""
+    annotations = isvc.get("metadata", {}).get("annotations") or {}
+    model = isvc.get("spec", {}).get("predictor", {}).get("model", {})
+    return {"version": str(annotations.get(VERSION, "")), "storage_uri": model.get("storageUri", ""),
+            "format": (model.get("modelFormat") or {}).get("name", "sklearn")}
+
+
+def current_rollout(model, current, mode):
+    """(stable, candidate or None, candidate's share) of what serves model now, from its
+    layer's InferenceServices; stable is None when nothing serves it."""
+    by_name = {d.get("metadata", {}).get("name"): d for d in current or [] if d and d.get("kind") == "InferenceService"}
+    main = by_name.get(model)
+    if main is None:
+        return None, None, 0
+    served = _served(main)
+    annotations = main["metadata"].get("annotations") or {}
+    if mode == "serverless":
+        if STABLE_VERSION in annotations:
+            stable = dict(served, version=str(annotations[STABLE_VERSION]), storage_uri=annotations.get(STABLE_URI, ""))
+            return stable, served, int(main["spec"]["predictor"].get("canaryTrafficPercent") or 0)
+        return served, None, 0
+    canary = by_name.get(model + CANARY_SUFFIX)
+    return served, (_served(canary) if canary else None), 0
+
+
+def promote_plan(request, current=None, mode="raw"):
+    """request: {model, strategy, version, storage_uri, format, canary_percent, ab_weight};
+    current: the model layer's InferenceService documents now; mode: serving_deployment_mode.
+    Returns {problems, strategy, stable, candidate, weight}: weight is the candidate's
+    share in percent (0 without one)."""
+    model = str(request.get("model") or "")
+    strategy = request.get("strategy") or "replace"
+    plan = {"problems": [], "strategy": strategy, "stable": None, "candidate": None, "weight": 0}
+    problems = plan["problems"]
+    if strategy not in STRATEGIES:
+        problems.append(f"promote_strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}. Fix: use replace (the default), canary, ab or rollback.")
+        return plan
+    asked = {"version": str(request.get("version") or ""), "storage_uri": request.get("storage_uri") or "",
+             "format": request.get("format") or "sklearn"}
+    if strategy == "replace":
+        plan["stable"] = asked
+        return plan
+    if not ROLLOUT_MODEL.match(model):
+        problems.append(f"promote_model: {model!r} must be a DNS label of at most 38 characters for a {strategy} "
+                        f"(the candidate's InferenceService is {model}{CANARY_SUFFIX}). Fix: promote a model with a shorter name.")
+    stable, candidate, _ = current_rollout(model, current, mode)
+    if stable is None:
+        problems.append(f"promote_strategy={strategy}: nothing serves {model} yet, so there is no version to "
+                        f"{'roll back to' if strategy == 'rollback' else 'split traffic with'}. "
+                        "Fix: promote a first version with the default strategy, replace.")
+        return plan
+    plan["stable"] = stable
+    if strategy == "rollback":
+        if candidate is None:
+            problems.append(f"promote_strategy=rollback: no rollout of {model} is running (version {stable['version']} alone serves it). "
+                            "Fix: nothing to roll back; to serve another version, promote it.")
+        return plan
+    if asked["version"] == stable["version"]:
+        problems.append(f"promote_version: {asked['version']} is the version serving {model} already. Fix: name the new version to split traffic with.")
+    variable = "promote_canary_percent" if strategy == "canary" else "promote_ab_weight"
+    weight = request.get("canary_percent") if strategy == "canary" else request.get("ab_weight")
+    problem = _percent_problem(variable, weight)
+    if problem:
+        problems.append(problem)
+        return plan
+    plan["candidate"] = asked
+    plan["weight"] = int(str(weight))
+    return plan
+
+
+class FilterModule:
+    def filters(self):
+        return {"orchestration_rollout_problems": rollout_problems, "orchestration_promote_plan": promote_plan}
