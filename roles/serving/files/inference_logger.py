@@ -104,6 +104,7 @@ class Logger:
         self.lock = threading.Lock()
         self.flushing = threading.Lock()
         self.pending = {}  # inference service -> [records]
+        self.inflight = 0  # records taken by a flush and not yet written or queued again
         self.events = {}  # (inference service, kind) -> count
         self.batches = {}  # inference service -> count
         self.dropped = 0
@@ -113,7 +114,8 @@ class Logger:
         self.wake = threading.Event()
 
     def pending_count(self):
-        return sum(len(records) for records in self.pending.values())
+        """Records not written yet: queued, or being written by a flush."""
+        return sum(len(records) for records in self.pending.values()) + self.inflight
 
     def add(self, record):
         """Queue a record; False when too many are waiting already (refused, counted)."""
@@ -139,6 +141,7 @@ class Logger:
         with self.flushing:
             with self.lock:
                 batches, self.pending = self.pending, {}
+                self.inflight = sum(len(records) for records in batches.values())
             for name, records in sorted(batches.items()):
                 if not records:
                     continue
@@ -151,9 +154,11 @@ class Logger:
                     with self.lock:
                         self.write_errors += 1
                         self.pending[name] = records + self.pending.get(name, [])
+                        self.inflight -= len(records)
                     continue
                 with self.lock:
                     self.batches[name] = self.batches.get(name, 0) + 1
+                    self.inflight -= len(records)
 
     def put_drift(self, model, report):
         self.s3.put_object(Bucket=self.bucket, Key=f"{DRIFT_PREFIX}{model}.json", Body=json.dumps(report, sort_keys=True).encode("utf-8"),
