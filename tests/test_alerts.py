@@ -50,7 +50,7 @@ def test_every_rule_parses(rules, promtool):
     path, _ = rules
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 13 rules found" in result.stdout
+    assert "SUCCESS: 15 rules found" in result.stdout
 
 
 def test_the_seed_alerts_are_all_there(rules):
@@ -59,7 +59,7 @@ def test_the_seed_alerts_are_all_there(rules):
         "InferenceLatencyP99High", "InferenceErrorRateAfterRollout", "GPUMemoryHigh", "GPUsIdleWhileJobsPending",
         "ObjectStorageVolumeAbove80Percent", "DatabaseBackupFailed", "DatabaseReplicationLagging",
         "GPUXidError", "GPUTemperatureHigh", "VeleroBackupFailed", "VeleroBackupTooOld", "VeleroNeverBackedUp",
-        "PlatformCertificateExpiresSoon",
+        "PlatformCertificateExpiresSoon", "ModelDataDrift", "ModelPredictionDrift",
     }
 
 
@@ -197,6 +197,38 @@ tests:
         alertname: DatabaseBackupFailed
         exp_alerts:
           - exp_labels: {severity: critical, namespace: ml-tracking, pod: mlflow-db-1}
+  - interval: 1m
+    input_series:
+      # Two replicas of the inference-logger serve the drift job's reports: iris's inputs
+      # drifted at minute 10 (one replica reads the report a minute later), its predictions
+      # did not; fraud never drifted. A new version (4) without drift then replaces 3.
+      - series: 'model_data_drift{model="iris", version="3", pod="inference-logger-a"}'
+        values: '0x9 1x20 _x10'
+      - series: 'model_data_drift{model="iris", version="3", pod="inference-logger-b"}'
+        values: '0x10 1x19 _x10'
+      - series: 'model_data_drift{model="iris", version="4", pod="inference-logger-a"}'
+        values: '_x30 0x10'
+      - series: 'model_prediction_drift{model="iris", version="3", pod="inference-logger-a"}'
+        values: '0x30'
+      - series: 'model_data_drift{model="fraud", version="7", pod="inference-logger-a"}'
+        values: '0x40'
+      - series: 'model_prediction_drift{model="fraud", version="7", pod="inference-logger-a"}'
+        values: '0x15 1x25'
+    alert_rule_test:
+      - eval_time: 12m
+        alertname: ModelDataDrift
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: ModelDataDrift
+        exp_alerts:
+          - exp_labels: {severity: warning, model: iris, version: "3"}
+      - eval_time: 38m
+        alertname: ModelDataDrift
+        exp_alerts: []
+      - eval_time: 25m
+        alertname: ModelPredictionDrift
+        exp_alerts:
+          - exp_labels: {severity: warning, model: fraud, version: "7"}
   - interval: 1m
     input_series:
       # A certificate that expires 14 days and 2 hours after time 0, and never renews.

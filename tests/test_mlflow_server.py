@@ -562,3 +562,85 @@ def test_the_rollout_analysis_step_steps_a_good_canary_up_rolls_a_bad_one_back_a
     recorded, tags, decision = analyse("4", {"requests": 800, "errors": 0, "latency_p95": 2.5}, act=env["ACT"])
     assert recorded.weights == [] and decision["decision"] == "rollback" and tags["rollout_reason"] == "latency p95 2.500s is above the allowed 0.5s"
     assert recorded.events[0]["message"].endswith("(gitops: apply it with playbooks/promote.yml; the tree holds the weights)")
+
+
+def test_the_drift_step_compares_logged_requests_with_the_training_reference_and_reports_them(server, users, tmp_path):
+    """The loop of drift monitoring on real parts: the train-iris step (rendered) trains and
+    registers iris-drift with its training reference; the inference-logger (the serving
+    layer's script) is sent CloudEvents as KServe's agent sends them, of requests far from
+    the training data, and writes them to the inference-logs bucket (moto); the model-drift
+    WorkflowTemplate's step (rendered, with the environment the template and the
+    mlflow-client Secret give it) reads them back, finds the drift, logs its report to MLflow,
+    tags the version and posts the scores to the inference-logger, whose /metrics shows them."""
+    import numpy as np
+
+    from test_inference_logger import metrics, post_event, start, stop
+
+    port, docs, (endpoint, s3), login = server.port, server.docs, server.object_store, users["training"]
+    client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]}
+    base = dict(os.environ, **client, **s3_env(endpoint), MLFLOW_S3_ENDPOINT_URL=endpoint)
+
+    def step_env(name, parameters, workflow):
+        template = docs[("WorkflowTemplate", name)]["spec"]
+        container = next(t for t in template["templates"] if "container" in t)["container"]
+        values = {"{{workflow.parameters.%s}}" % p["name"]: p.get("value") for p in template["arguments"]["parameters"]}
+        values |= {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": workflow}
+        env = {}
+        for var in container["env"]:
+            value = var["value"]
+            for marker, actual in values.items():
+                value = value.replace(marker, str(actual))
+            env[var["name"]] = value.replace("/tmp", str(tmp_path))
+        assert container["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
+        return template, container, env
+
+    _, _, train_env = step_env("train-iris", {"model-name": "iris-drift"}, "train-iris-d1")
+    train = tmp_path / "train_iris.py"
+    train.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
+    trained = subprocess.run([sys.executable, str(train)], env=dict(base, **train_env), capture_output=True, text=True, timeout=300, check=False)
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
+    version = json.loads(trained.stdout.strip().splitlines()[-1])["model_version"]
+
+    template, container, env = step_env("model-drift", {"model": "iris-drift", "version": version}, "drift-iris-drift-1")
+    assert template["serviceAccountName"] == "model-drift" and container["command"] == ["python", "/scripts/model_drift.py"]
+    assert template["templates"][0]["metadata"]["labels"] == {"app.kubernetes.io/name": "model-drift"}
+    assert env["LOG_BUCKET"] == "inference-logs" and env["LOGGER_URL"] == "http://inference-logger.ml-serving.svc.cluster.local"
+    assert env["WINDOW_SECONDS"] == "86400" and env["MIN_ROWS"] == "100" and env["DRIFT_SHARE"] == "0.5"
+    s3.create_bucket(Bucket="inference-logs")
+    logger, logger_url = start(endpoint, "inference-logs", FLUSH_SECONDS="0.2")
+    try:
+        # 40 requests of 5 rows each, every measurement far above iris's, answered mostly with one class.
+        rng = np.random.default_rng(19)
+        for i in range(40):
+            rows = rng.normal([7.5, 4.2, 6.5, 2.4], [0.3, 0.2, 0.3, 0.1], size=(5, 4)).round(2).tolist()
+            assert post_event(logger_url, "iris-drift", f"r{i}", "request", {"instances": rows}) == 200
+            assert post_event(logger_url, "iris-drift", f"r{i}", "response", {"predictions": [2, 2, 2, 2, int(i % 3)]}) == 200
+        deadline = time.time() + 20
+        while "inference_logger_pending_events 0" not in metrics(logger_url) and time.time() < deadline:
+            time.sleep(0.1)
+        script = tmp_path / "model_drift.py"
+        script.write_text(docs[("ConfigMap", "model-drift")]["data"]["model_drift.py"])
+        result = subprocess.run([sys.executable, str(script)], env={**base, **env, "LOGGER_URL": logger_url}, capture_output=True, text=True,
+                                timeout=300, check=False)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert login[1] not in result.stdout + result.stderr
+        text = metrics(logger_url)
+    finally:
+        stop(logger)
+    outcome = json.loads((tmp_path / "result.json").read_text())
+    assert outcome["status"] == "judged" and outcome["rows"] == 200 and outcome["data_drift"] is True and outcome["drift_share"] == 1.0
+    assert outcome["prediction"]["drifted"] is True
+    assert f'model_data_drift{{model="iris-drift",version="{version}"}} 1.0' in text
+    assert f'model_drift_feature_drifted{{model="iris-drift",version="{version}",feature="petal length (cm)"}} 1.0' in text
+    # The report is an artifact of a run in the experiment model-drift, and the version says so.
+    status, body = request(port, "GET", f"/api/2.0/mlflow/model-versions/get?name=iris-drift&version={version}", login)
+    tags = {t["key"]: t["value"] for t in json.loads(body)["model_version"].get("tags", [])}
+    assert tags["drift_status"] == "judged" and tags["drift_detected"] == "true" and tags["drift_run"] == outcome["run_id"]
+    status, body = request(port, "GET", f"/api/2.0/mlflow/artifacts/list?run_id={outcome['run_id']}&path=drift", login)
+    assert status == 200 and {f["path"] for f in json.loads(body)["files"]} == {"drift/report.json", "drift/report.html"}, body
+    # The training run kept the reference the step compared with: 120 training rows and their predictions.
+    status, body = request(port, "GET", f"/api/2.0/mlflow/model-versions/get?name=iris-drift&version={version}", login)
+    run_id = json.loads(body)["model_version"]["run_id"]
+    status, body = request(port, "GET", f"/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=reference", login)
+    assert [f["path"] for f in json.loads(body)["files"]] == ["reference/reference.json"]
+    assert outcome["reference_rows"] == 120

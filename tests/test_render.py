@@ -92,10 +92,10 @@ def test_no_secret_or_credential_is_written(rendered):
     secrets = [fields["secret_key"] for name, fields in generated.items() if name != "kms"]
     secrets.append(yaml.safe_load((credentials / "observability.yml").read_text())["grafana"]["password"])
     tracking = yaml.safe_load((credentials / "tracking.yml").read_text())
-    # Six service users and MinIO's root, Grafana's password, MLflow's admin, training and flask
+    # Seven service users and MinIO's root, Grafana's password, MLflow's admin, training and flask
     # key; production's two teams add an object-store user and an MLflow login each.
     secrets += [fields.get("password") or fields["secret_key"] for fields in tracking.values()]
-    assert len(secrets) == (11 if inventory == "lab" else 15) and all(len(s) == 40 for s in secrets)
+    assert len(secrets) == (12 if inventory == "lab" else 16) and all(len(s) == 40 for s in secrets)
     # MinIO's KMS key (32 bytes, base64), which only the tenant's configuration Secret carries.
     secrets.append(generated["kms"]["key"])
     assert len(secrets[-1]) == 44
@@ -198,12 +198,13 @@ def test_the_object_store_setup_covers_every_bucket_and_service(rendered):
     docs = dict(((doc["kind"], doc["metadata"]["name"]), doc) for _, doc in documents(tree_docs))
     data = docs[("ConfigMap", "minio-setup")]["data"]
     buckets = dict(line.split() for line in data["buckets"].splitlines())
-    assert buckets == {"mlflow-artifacts": "on", "training-datasets": "on", "kserve-models": "on", "workflow-artifacts": "on", "platform-backups": "on"} | dict.fromkeys(teams, "on")
+    assert buckets == {"mlflow-artifacts": "on", "training-datasets": "on", "kserve-models": "on", "workflow-artifacts": "on", "platform-backups": "on",
+                       "inference-logs": "on"} | dict.fromkeys(teams, "on")
     for bucket in buckets:
         rules = json.loads(data[f"lifecycle-{bucket}.json"])["Rules"]
         assert {"ID": "expire-scratch", "Status": "Enabled", "Filter": {"Prefix": "scratch/"}, "Expiration": {"Days": 7}} in rules
     users = dict(line.split() for line in data["users"].splitlines())
-    assert users == {u: f"platform-{u}" for u in ("argo", "kserve", "mlflow", "postgres", "training", "velero", *teams)}
+    assert users == {u: f"platform-{u}" for u in ("argo", "inference-logger", "kserve", "mlflow", "postgres", "training", "velero", *teams)}
     kserve = json.loads(data["policy-platform-kserve.json"])
     assert all(not a.startswith(("s3:Put", "s3:Delete")) for st in kserve["Statement"] for a in st["Action"])
     jobs = [doc for (kind, name), doc in docs.items() if kind == "Job" and name.startswith("minio-setup-")]
@@ -244,7 +245,7 @@ def test_an_external_object_store_needs_its_endpoint_and_keys(tmp_path):
     assert "lacks argo.access_key, argo.secret_key" in result.stdout
     credentials = rendered_credentials(tree, "lab")
     credentials.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keys = {u: {"access_key": f"{u}-key", "secret_key": f"{u}-secret-value"} for u in ("argo", "kserve", "mlflow", "postgres", "training", "velero")}
+    keys = {u: {"access_key": f"{u}-key", "secret_key": f"{u}-secret-value"} for u in ("argo", "inference-logger", "kserve", "mlflow", "postgres", "training", "velero")}
     (credentials / "object-store.yml").write_text(yaml.safe_dump(keys))
     (credentials / "object-store.yml").chmod(0o600)
     result = render("lab", tree, *args)

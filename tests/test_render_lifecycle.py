@@ -3,15 +3,27 @@ a canary and its rollback in KServe's raw-deployment mode (two InferenceServices
 a weighted HTTPRoute bound to the predictor Service the inference-gateway proxies to),
 an A/B test in serverless mode (KServe's canaryTrafficPercent), every document valid
 against the pinned schemas, and the promotions that cannot be made refused by name.
-The README's promote command, run in a copy of the project."""
+The README's promote command, run in a copy of the project. And the monitoring of a
+promoted model: its InferenceServices log to the inference-logger, its drift job judges
+the serving version, its dashboard reads metrics the platform has, in the tree and applied
+by direct delivery to a real API server; the serving and orchestration layers' new
+documents, and the network policy around the inference-logger."""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
+import shutil
+import subprocess
 
-from conftest import BOM
-from k8s_schemas import load_tree, validate
+import pytest
+import yaml
+
+from conftest import BOM, ROOT, render_gitops
+from k8s_schemas import CRD_DIR, load_tree, validate
+from test_dashboards import KNOWN, PROMTOOL, expressions, metric_names
 from test_render_orchestration import promote
 
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
@@ -68,8 +80,8 @@ def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores
         assert validate(doc, KUBERNETES) == [], doc["kind"]
     assert split_problems(docs) == []
     found = by_kind(docs)
-    assert sorted(found) == [("CiliumNetworkPolicy", "iris-rollout"), ("HTTPRoute", "iris"),
-                             ("InferenceService", "iris"), ("InferenceService", "iris-canary")]
+    assert sorted(found) == [("CiliumNetworkPolicy", "iris-rollout"), ("ConfigMap", "dashboard-model-iris"), ("CronWorkflow", "drift-iris"),
+                             ("HTTPRoute", "iris"), ("InferenceService", "iris"), ("InferenceService", "iris-canary")]
     stable, candidate = found[("InferenceService", "iris")], found[("InferenceService", "iris-canary")]
     assert stable["metadata"]["annotations"]["platform.ml/model-version"] == "3"
     assert stable["spec"]["predictor"]["model"]["storageUri"] == "s3://kserve-models/iris/train-iris-a"
@@ -85,7 +97,8 @@ def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores
                                                         {"name": "iris-canary-predictor", "port": 80, "weight": 20}]
     assert route["metadata"]["annotations"]["platform.ml/candidate-version"] == "4"
     policy = found[("CiliumNetworkPolicy", "iris-rollout")]["spec"]
-    assert policy["ingress"] == [{"fromEntities": ["ingress"], "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"}]}]}]
+    assert policy["ingress"] == [{"fromEntities": ["ingress"], "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"},
+                                                                                    {"port": "9081", "protocol": "TCP"}]}]}]
     # One command rolls back: the tree is again exactly what served before the canary.
     ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_strategy=rollback"))
     assert (tree / MODEL_FILE.format("iris")).read_text() == serving
@@ -98,7 +111,7 @@ def test_an_ab_test_in_serverless_mode_is_kserves_canary_traffic_percent(tmp_pat
     ok(promote(tree, *serverless, "-e", "promote_model=fraud", "-e", "promote_version=8", "-e", "promote_storage_uri=s3://kserve-models/fraud/b",
                "-e", "promote_strategy=ab", "-e", "promote_ab_weight=30"))
     docs = model_docs(tree, "fraud")
-    assert [d["kind"] for d in docs] == ["InferenceService"] and validate(docs[0], KUBERNETES) == []
+    assert [d["kind"] for d in docs] == ["InferenceService", "CronWorkflow", "ConfigMap"] and validate(docs[0], KUBERNETES) == []
     isvc = docs[0]
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 30
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == "s3://kserve-models/fraud/b"
@@ -135,3 +148,217 @@ def test_the_split_check_sees_a_broken_split():
     bypass = copy.deepcopy(good)
     route(bypass)["parentRefs"] = [{"name": "platform", "namespace": "platform-gateway", "sectionName": "https"}]
     assert split_problems(bypass) == [f"HTTPRoute iris: parent {route(bypass)['parentRefs'][0]} is not the predictor Service of an InferenceService of the layer"]
+
+
+# ---- monitoring of the model (docs/lifecycle.md, "Monitoring of the model")
+
+LOGGER_URL = "http://inference-logger.ml-serving.svc.cluster.local/"
+
+
+def monitoring_problems(docs, namespace="ml-serving"):
+    """What would leave a served model unmonitored or misjudged: every InferenceService of
+    the serving namespace must log all of its requests and responses to the
+    inference-logger; the layer's drift job must run the model-drift WorkflowTemplate, one
+    run at a time, for the version its stable InferenceService serves; and the layer must
+    hold the model's dashboard."""
+    found = []
+    isvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "InferenceService"}
+    for name, isvc in isvcs.items():
+        if isvc["metadata"]["namespace"] == namespace and isvc["spec"]["predictor"].get("logger") != {"mode": "all", "url": LOGGER_URL}:
+            found.append(f"InferenceService {name}: does not log all requests and responses to the inference-logger")
+    stable = next((d for name, d in isvcs.items() if not name.endswith("-canary")), None)
+    jobs = [d for d in docs if d["kind"] == "CronWorkflow"]
+    if stable is None or stable["metadata"]["namespace"] != namespace:
+        return found
+    model = stable["metadata"]["name"]
+    if [j["metadata"]["name"] for j in jobs] != [f"drift-{model}"]:
+        return found + [f"model {model}: no drift job drift-{model} (has {[j['metadata']['name'] for j in jobs]})"]
+    spec = jobs[0]["spec"]
+    parameters = {p["name"]: p["value"] for p in spec["workflowSpec"]["arguments"]["parameters"]}
+    if spec["workflowSpec"].get("workflowTemplateRef") != {"name": "model-drift"}:
+        found.append(f"CronWorkflow drift-{model}: does not run the WorkflowTemplate model-drift")
+    if spec.get("concurrencyPolicy") != "Forbid":
+        found.append(f"CronWorkflow drift-{model}: two runs could overlap (concurrencyPolicy {spec.get('concurrencyPolicy')})")
+    if parameters != {"model": model, "version": stable["metadata"]["annotations"]["platform.ml/model-version"]}:
+        found.append(f"CronWorkflow drift-{model}: judges {parameters}, not the version serving {model}")
+    if not any(d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1" for d in docs):
+        found.append(f"model {model}: no dashboard")
+    return found
+
+
+def dashboard_of(docs):
+    maps = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(maps) == 1
+    return json.loads(next(iter(maps[0]["data"].values())))
+
+
+def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(tmp_path):
+    tree = tmp_path / "tree"
+    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
+               "-e", "promote_strategy=canary"))
+    docs = model_docs(tree)
+    for doc in docs:
+        assert validate(doc, KUBERNETES) == [], doc["kind"]
+    assert monitoring_problems(docs) == []
+    found = by_kind(docs)
+    # The drift job judges the stable version (3); the candidate is the rollout analysis's.
+    cron = found[("CronWorkflow", "drift-iris")]
+    assert cron["metadata"]["namespace"] == "ml-training" and cron["spec"]["schedules"] == ["0 * * * *"]
+    assert {p["name"]: p["value"] for p in cron["spec"]["workflowSpec"]["arguments"]["parameters"]} == {"model": "iris", "version": "3"}
+    dashboard = dashboard_of(docs)
+    assert dashboard["uid"] == "ml-platform-model-iris" and dashboard["title"] == "ML platform: model iris"
+    exprs = expressions(dashboard)
+    for expr in exprs:
+        assert metric_names(expr) <= KNOWN, f"{sorted(metric_names(expr) - KNOWN)} in {expr}"
+    read = set().union(*(metric_names(e) for e in exprs))
+    assert {"hubble_http_requests_total", "request_predict_seconds_bucket", "model_drift_feature_score", "model_data_drift",
+            "model_prediction_drift"} <= read
+    assert all('"iris(-canary)?' in e or 'model="iris"' in e for e in exprs)
+    if os.path.exists(PROMTOOL):
+        rules = tmp_path / "queries.yaml"
+        rules.write_text(yaml.safe_dump({"groups": [{"name": "model", "rules": [{"record": f"model:iris:{i}", "expr": e} for i, e in enumerate(exprs)]}]}))
+        checked = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    # A model promoted elsewhere than the serving namespace is not logged, and has no drift job.
+    ok(promote(tree, "-e", "promote_model=vision", "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/vision/a",
+               "-e", "promote_namespace=team-vision"))
+    vision = model_docs(tree, "vision")
+    assert [d["kind"] for d in vision] == ["InferenceService"] and "logger" not in vision[0]["spec"]["predictor"]
+    # -e promote_drift=false: logged, but no drift job and no dashboard.
+    ok(promote(tree, "-e", "promote_model=fraud", "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a",
+               "-e", "promote_drift=false"))
+    fraud = model_docs(tree, "fraud")
+    assert [d["kind"] for d in fraud] == ["InferenceService"] and fraud[0]["spec"]["predictor"]["logger"]["url"] == LOGGER_URL
+
+
+def test_the_monitoring_check_sees_a_model_left_unmonitored():
+    """The check the tests above rely on, on model layers broken on purpose."""
+    def layer():
+        isvc = lambda name: {"kind": "InferenceService", "metadata": {"name": name, "namespace": "ml-serving",  # noqa: E731
+                                                                      "annotations": {"platform.ml/model-version": "3"}},
+                             "spec": {"predictor": {"logger": {"mode": "all", "url": LOGGER_URL}}}}
+        cron = {"kind": "CronWorkflow", "metadata": {"name": "drift-iris"},
+                "spec": {"concurrencyPolicy": "Forbid", "workflowSpec": {"workflowTemplateRef": {"name": "model-drift"},
+                         "arguments": {"parameters": [{"name": "model", "value": "iris"}, {"name": "version", "value": "3"}]}}}}
+        board = {"kind": "ConfigMap", "metadata": {"name": "dashboard-model-iris", "labels": {"grafana_dashboard": "1"}}}
+        return [isvc("iris"), isvc("iris-canary"), cron, board]
+    assert monitoring_problems(layer()) == []
+    unlogged = layer()
+    unlogged[1]["spec"]["predictor"]["logger"]["mode"] = "request"
+    assert monitoring_problems(unlogged) == ["InferenceService iris-canary: does not log all requests and responses to the inference-logger"]
+    stale = layer()
+    stale[2]["spec"]["workflowSpec"]["arguments"]["parameters"][1]["value"] = "2"
+    stale[2]["spec"]["concurrencyPolicy"] = "Allow"
+    assert monitoring_problems(stale) == ["CronWorkflow drift-iris: two runs could overlap (concurrencyPolicy Allow)",
+                                          "CronWorkflow drift-iris: judges {'model': 'iris', 'version': '2'}, not the version serving iris"]
+    assert monitoring_problems(layer()[:2] + layer()[3:]) == ["model iris: no drift job drift-iris (has [])"]
+    assert monitoring_problems(layer()[:3]) == ["model iris: no dashboard"]
+
+
+@pytest.fixture(scope="module")
+def layers(tmp_path_factory):
+    """The serving and orchestration layers of the production inventory, rendered (gitops)."""
+    tree = tmp_path_factory.mktemp("layers") / "tree"
+    result = render_gitops("production", tree, "serving,orchestration")
+    assert result.returncode == 0, result.stdout[-3000:]
+    return {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
+
+
+def test_the_inference_logger_and_the_drift_template_are_declared_as_the_monitoring_needs(layers):
+    for key in [k for k in layers if k[1] in ("inference-logger", "predictors-to-inference-logger", "model-drift", "model-drift-executor")]:
+        assert validate(layers[key], KUBERNETES) == [], key
+    deployment = layers[("Deployment", "inference-logger")]["spec"]["template"]["spec"]
+    container = deployment["containers"][0]
+    mlflow = BOM["bom_images"]["mlflow"]
+    assert container["image"] == f"{mlflow['repository']}:{mlflow['tag']}" and container["command"] == ["python", "/scripts/inference_logger.py"]
+    # Its keys by reference only; its one writable place a memory-backed /tmp.
+    assert container["envFrom"] == [{"secretRef": {"name": "object-store-inference-logger"}}]
+    assert all("value" in var or "fieldRef" in var.get("valueFrom", {}) for var in container["env"])
+    assert {v["name"]: v.get("value") for v in container["env"]}["LOG_BUCKET"] == "inference-logs"
+    assert container["resources"]["requests"] and container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert deployment["automountServiceAccountToken"] is False
+    script = layers[("ConfigMap", "inference-logger")]["data"]["inference_logger.py"]
+    assert script == (ROOT / "roles" / "serving" / "files" / "inference_logger.py").read_text().rstrip("\n")
+    assert policy_problems(layers) == []
+    template = layers[("WorkflowTemplate", "model-drift")]["spec"]
+    assert template["templates"][0]["container"]["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
+
+
+def policy_problems(docs):
+    """Who can reach the inference-logger: only predictors of the serving namespace (which may
+    send to it) and the model-drift workflows' pods (by the label their template gives them),
+    on the port it listens on; Prometheus scrapes the same port."""
+    found = []
+    port = next(p["containerPort"] for p in docs[("Deployment", "inference-logger")]["spec"]["template"]["spec"]["containers"][0]["ports"])
+    ingress = docs[("NetworkPolicy", "inference-logger")]["spec"]["ingress"]
+    drift_labels = docs[("WorkflowTemplate", "model-drift")]["spec"]["templates"][0].get("metadata", {}).get("labels", {})
+    for rule in ingress:
+        if [p["port"] for p in rule["ports"]] != [port]:
+            found.append(f"inference-logger: admitted on {[p['port'] for p in rule['ports']]}, listens on {port}")
+        for peer in rule["from"]:
+            selector = peer.get("podSelector", {})
+            if "namespaceSelector" in peer and not (selector.get("matchLabels") and selector["matchLabels"].items() <= drift_labels.items()):
+                found.append(f"inference-logger: admits {peer}, not only the model-drift pods (labelled {drift_labels})")
+            if "namespaceSelector" not in peer and selector != {"matchExpressions": [{"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}]}:
+                found.append(f"inference-logger: admits {peer} of the serving namespace, not only predictors")
+    egress = docs[("NetworkPolicy", "predictors-to-inference-logger")]["spec"]["egress"]
+    if [p["port"] for rule in egress for p in rule["ports"]] != [port]:
+        found.append(f"predictors: may send to the inference-logger on {[p['port'] for rule in egress for p in rule['ports']]}, it listens on {port}")
+    return found
+
+
+def test_the_policy_check_sees_a_wrong_opening(layers):
+    broken = copy.deepcopy(layers)
+    broken[("WorkflowTemplate", "model-drift")]["spec"]["templates"][0]["metadata"]["labels"] = {"app.kubernetes.io/name": "drift"}
+    broken[("NetworkPolicy", "inference-logger")]["spec"]["ingress"][0]["from"][0] = {"podSelector": {}}
+    broken[("NetworkPolicy", "predictors-to-inference-logger")]["spec"]["egress"][0]["ports"][0]["port"] = 9090
+    assert policy_problems(broken) == [
+        "inference-logger: admits {'podSelector': {}} of the serving namespace, not only predictors",
+        "inference-logger: admits {'namespaceSelector': {'matchLabels': {'kubernetes.io/metadata.name': 'ml-training'}}, "
+        "'podSelector': {'matchLabels': {'app.kubernetes.io/name': 'model-drift'}}}, not only the model-drift pods "
+        "(labelled {'app.kubernetes.io/name': 'drift'})",
+        "predictors: may send to the inference-logger on [9090], it listens on 8080",
+    ]
+
+
+# On the run's one API server (tests/apiserver.py's session fixture), in its worker.
+@pytest.mark.xdist_group("apiserver")
+def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_second_run_changes_nothing(apiserver, tmp_path):
+    """promote.yml in direct delivery (the default), as the README gives it, against a real API
+    server holding the pinned KServe and Argo Workflows CRDs: the InferenceService with its
+    logger, the drift job and the dashboard are accepted and applied under the platform's field
+    manager, and a second run reports no change."""
+    from apiserver import kubectl
+
+    from conftest import project_copy, run, state_dir, tool
+
+    server = apiserver
+    crds = [CRD_DIR / "kserve" / "serving.kserve.io_inferenceservices.yaml", CRD_DIR / "argo-workflows" / "argoproj.io_cronworkflows.yaml"]
+    applied = kubectl(server, "apply", "--server-side", *(a for crd in crds for a in ("-f", str(crd))))
+    assert applied.returncode == 0, applied.stderr
+    assert kubectl(server, "wait", "--for=condition=Established", "--timeout=60s", "crd/inferenceservices.serving.kserve.io",
+                   "crd/cronworkflows.argoproj.io").returncode == 0
+    for namespace in ("ml-serving", "ml-training"):
+        created = kubectl(server, "create", "namespace", namespace)
+        assert created.returncode == 0 or "AlreadyExists" in created.stderr, created.stderr
+    project = project_copy(tmp_path / "project")
+    state = state_dir(project, "production")
+    state.mkdir(parents=True)
+    shutil.copy(server.kubeconfig, state / "admin.conf")
+    (state / "admin.conf").chmod(0o600)
+    command = [tool("ansible-playbook"), "playbooks/promote.yml", "-i", "inventories/production", "-e", "promote_model=iris",
+               "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-x7k2p"]
+    first = ok(run(command, cwd=project))
+    second = ok(run(command, cwd=project))
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", second.stdout), second.stdout[-3000:]
+    got = {}
+    for kind, namespace, name in (("inferenceservice", "ml-serving", "iris"), ("cronworkflow", "ml-training", "drift-iris"),
+                                  ("configmap", "ml-serving", "dashboard-model-iris")):
+        read = kubectl(server, "get", kind, "-n", namespace, name, "-o", "json", "--show-managed-fields")
+        assert read.returncode == 0, (kind, read.stderr, first.stdout[-2000:])
+        got[kind] = json.loads(read.stdout)
+        assert any(m["manager"] == "ml-platform" and m["operation"] == "Apply" for m in got[kind]["metadata"]["managedFields"]), kind
+    assert got["inferenceservice"]["spec"]["predictor"]["logger"] == {"mode": "all", "url": LOGGER_URL}
+    assert monitoring_problems([dict(got[k], kind=kind) for k, kind in (("inferenceservice", "InferenceService"),
+                                ("cronworkflow", "CronWorkflow"), ("configmap", "ConfigMap"))]) == []

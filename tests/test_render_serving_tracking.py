@@ -178,7 +178,9 @@ def test_serving_namespace_admits_only_the_gateway_and_reaches_only_storage_and_
     inbound = docs[("NetworkPolicy", "ml-serving", "allow-inference")]["spec"]["ingress"]
     assert inbound[0]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ml-serving"}},
                                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "inference-gateway"}}}]
-    assert inbound[0]["ports"] == [{"protocol": "TCP", "port": 8080}]
+    # The model servers' port, and KServe's agent's, which the predictor Service of an
+    # InferenceService that logs its requests targets.
+    assert inbound[0]["ports"] == [{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 9081}]
     assert inbound[1]["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     outbound = docs[("NetworkPolicy", "ml-serving", "allow-models-and-registry")]["spec"]["egress"]
     assert outbound[0] == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "minio"}}}], "ports": [{"protocol": "TCP", "port": 9000}]}

@@ -3,6 +3,8 @@
 - ``orchestration_rollout_problems``: the rollout settings of the inventory (canary
   share, steps, analysis window and thresholds) an operator can get wrong, each named
   with its fix (preflight, and promote.yml itself);
+- ``orchestration_drift_problems``: the drift monitoring settings (the drift jobs'
+  schedule, window and thresholds), each named with its fix;
 - ``orchestration_promote_plan``: from what the operator asks (a strategy and a
   version) and what serves the model now (the InferenceServices of its layer, read
   from the cluster or the GitOps tree), the versions to serve and the candidate's
@@ -89,6 +91,44 @@ def rollout_problems(settings):
     return found
 
 
+# Argo's CronWorkflow schedules (its CRD's pattern): five cron fields, or a macro.
+CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([A-Za-z0-9*,/?-]+\s+){4}[A-Za-z0-9*,/?-]+)$")
+
+
+def duration_seconds(value):
+    """Seconds of a duration such as 30m or 24h (DURATION), or None."""
+    text = str(value)
+    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]] if DURATION.match(text) else None
+
+
+def drift_problems(settings):
+    """settings: the orchestration role's drift variables (defaults under the inventory's values)."""
+    found = []
+    schedule = settings.get("orchestration_drift_schedule")
+    if not isinstance(schedule, str) or not CRON.match(schedule.strip()):
+        found.append(f"orchestration_drift_schedule: {schedule!r} is not a five-field cron schedule (minute hour day month weekday) "
+                     "or a macro such as @hourly, what Argo's CronWorkflow takes. Fix: use, for example, 0 * * * * (every hour).")
+    window = settings.get("orchestration_drift_window")
+    if duration_seconds(window) is None:
+        found.append(f"orchestration_drift_window: {window!r} is not a duration of seconds, minutes or hours. Fix: use, for example, 24h.")
+    minimum = _int(settings.get("orchestration_drift_min_rows"))
+    if minimum is None or minimum < 10:
+        found.append(f"orchestration_drift_min_rows: {settings.get('orchestration_drift_min_rows')!r} must be a whole number of at least 10 "
+                     "(fewer logged requests cannot be compared with the reference). Fix: use, for example, 100.")
+    share = _number(settings.get("orchestration_drift_share"))
+    if share is None or not 0 < share <= 1:
+        found.append(f"orchestration_drift_share: {settings.get('orchestration_drift_share')!r} must be a fraction of the features above 0 and at most 1. "
+                     "Fix: use, for example, 0.5 (half of them).")
+    p_value = _number(settings.get("orchestration_drift_p_value"))
+    if p_value is None or not 0 < p_value < 1:
+        found.append(f"orchestration_drift_p_value: {settings.get('orchestration_drift_p_value')!r} must be a significance level between 0 and 1. "
+                     "Fix: use, for example, 0.05.")
+    limit = _number(settings.get("orchestration_drift_distance"))
+    if limit is None or limit <= 0:
+        found.append(f"orchestration_drift_distance: {settings.get('orchestration_drift_distance')!r} must be a positive distance. Fix: use, for example, 0.1.")
+    return found
+
+
 def _served(isvc):
     """(version, storage uri, format) of an InferenceService document."""
     annotations = isvc.get("metadata", {}).get("annotations") or {}
@@ -162,4 +202,5 @@ def promote_plan(request, current=None, mode="raw"):
 
 class FilterModule:
     def filters(self):
-        return {"orchestration_rollout_problems": rollout_problems, "orchestration_promote_plan": promote_plan}
+        return {"orchestration_rollout_problems": rollout_problems, "orchestration_drift_problems": drift_problems,
+                "orchestration_duration_seconds": duration_seconds, "orchestration_promote_plan": promote_plan}

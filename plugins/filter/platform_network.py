@@ -4,7 +4,9 @@ inference-gateway (which checks the token) and Prometheus's scrapes. Out: DNS, t
 (models, datasets) and MLflow (the registry). Downloads from the internet are refused.
 
 ``peers`` names them: inference_gateway {namespace, labels}, monitoring_namespace, model_port,
-metrics_ports, tracking {namespace, labels, port}, object_store {peers, port}.
+agent_port (KServe's agent, which stands in front of the model server of an InferenceService
+that logs its requests: its predictor Service then targets that port), metrics_ports, tracking
+{namespace, labels, port}, object_store {peers, port}.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def workload_policies(namespace, peers, labels):
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [{**_namespace(gateway["namespace"]), "podSelector": {"matchLabels": gateway["labels"]}}],
-                 "ports": [{"protocol": "TCP", "port": int(peers["model_port"])}]},
+                 "ports": [{"protocol": "TCP", "port": int(port)} for port in [peers["model_port"]] + ([peers["agent_port"]] if peers.get("agent_port") else [])]},
                 {"from": [_namespace(peers["monitoring_namespace"])],
                  "ports": [{"protocol": "TCP", "port": int(p)} for p in peers["metrics_ports"]]},
             ],

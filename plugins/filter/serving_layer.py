@@ -46,6 +46,11 @@ def problems(settings, gpu_products=(), gpu_classes=None):
             found.append(f"serving_inference_clients: {client!r} must be a DNS label (lower-case letters, digits, -). Fix: rename it.")
     for client in sorted({c for c in clients if clients.count(c) > 1}):
         found.append(f"serving_inference_clients: {client!r} is listed twice. Fix: list each client once.")
+    for variable, least in (("serving_inference_logger_replicas", 1), ("serving_inference_logger_flush_seconds", 1),
+                            ("serving_inference_logger_batch_events", 1), ("serving_inference_logger_max_pending_events", 100)):
+        value = settings.get(variable)
+        if variable in settings and (isinstance(value, bool) or not str(value).strip().isdigit() or int(str(value)) < least):
+            found.append(f"{variable}: {value!r} must be a whole number of at least {least}. Fix: use, for example, the default in roles/serving/defaults/main.yml.")
     wanted = settings.get("serving_gpu_products") or []
     classes = gpu_classes if isinstance(gpu_classes, Mapping) else {}
     present = sorted({str(p) for p in gpu_products if p})

@@ -3,8 +3,11 @@ train-iris, and the smoke check's run of it).
 
 Logs its parameters, its accuracy and the model to MLflow (the model through the
 tracking server into mlflow-artifacts), registers the model as a new version of
-MODEL_NAME with the model's serving location as its tag serving_uri, and puts the
-model where KServe reads models: s3://MODEL_BUCKET/MODEL_PREFIX/model.joblib (and, for
+MODEL_NAME with the model's serving location as its tag serving_uri, logs the training
+reference the drift jobs compare served requests with (the artifact
+reference/reference.json of the run: the training rows, their feature names and the
+model's predictions for them; model_drift.py reads it), and puts the model where
+KServe reads models: s3://MODEL_BUCKET/MODEL_PREFIX/model.joblib (and, for
 the workflow's output artifact, at MODEL_OUTPUT).
 Everything it needs comes from the Secret mlflow-client (MLFLOW_TRACKING_*, the
 training user's S3 keys and endpoint) and these environment variables. Writes its
@@ -25,13 +28,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 
+def reference_sample(model, rows, feature_names, limit=1000):
+    """What the model was trained on, as the drift jobs read it: at most limit rows (in
+    the order the model takes its features), and the model's predictions for them."""
+    rows = rows[:limit]
+    return {"features": feature_names, "rows": rows.tolist(), "predictions": model.predict(rows).tolist(),
+            "categorical": [], "prediction_type": "categorical"}
+
+
 def main():
     experiment = os.environ.get("EXPERIMENT", "iris")
     model_name = os.environ.get("MODEL_NAME", "iris")
     bucket = os.environ["MODEL_BUCKET"]
     prefix = os.environ["MODEL_PREFIX"].strip("/")
     regularisation = float(os.environ.get("C", "1.0"))
-    features, labels = load_iris(return_X_y=True)
+    iris = load_iris()
+    features, labels = iris.data, iris.target
     x_train, x_test, y_train, y_test = train_test_split(features, labels, test_size=0.2, random_state=42, stratify=labels)
 
     mlflow.set_experiment(experiment)
@@ -41,6 +53,7 @@ def main():
         accuracy = float(model.score(x_test, y_test))
         mlflow.log_params({"C": regularisation, "max_iter": 500, "test_size": 0.2})
         mlflow.log_metric("accuracy", accuracy)
+        mlflow.log_dict(reference_sample(model, x_train, list(iris.feature_names)), "reference/reference.json")
         serving_uri = f"s3://{bucket}/{prefix}"
         with tempfile.TemporaryDirectory() as work:
             path = os.path.join(work, "model.joblib")
