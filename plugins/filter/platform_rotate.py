@@ -26,8 +26,8 @@ FILES = {
 
 # Object-store entries other layers read too: the tracking layer puts the training user's
 # keys in ml-training's mlflow-client and MLflow's in its pods' digest; the backup layer
-# puts Velero's in its pod's digest. Every team's keys are the tenancy layer's Secrets.
-OBJECT_STORE_READERS = {"mlflow": ["tracking"], "training": ["tracking"], "velero": ["backup"]}
+# puts Velero's in its pod's digest, the serving layer the inference-logger's in its pods'. Every team's keys are the tenancy layer's Secrets.
+OBJECT_STORE_READERS = {"mlflow": ["tracking"], "training": ["tracking"], "velero": ["backup"], "inference-logger": ["serving"]}
 
 # The entries of the files whose entries are fixed (no inventory setting adds any).
 OBSERVABILITY_ENTRIES = ["grafana", "monitoring-ui"]

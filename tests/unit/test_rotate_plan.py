@@ -15,7 +15,7 @@ def test_every_credential_of_an_inventory_has_a_name():
     names = rotate.catalogue("minio", USERS, ["team-vision"], ["default", "batch"])
     assert list(names) == sorted(names)
     assert set(names) == {
-        *(f"object-store/{u}" for u in ["root", "mlflow", "kserve", "argo", "training", "postgres", "velero", "team-vision"]),
+        *(f"object-store/{u}" for u in ["root", "mlflow", "kserve", "argo", "training", "inference-logger", "postgres", "velero", "team-vision"]),
         "tracking/admin", "tracking/training", "tracking/flask", "tracking/team-vision",
         "observability/grafana", "observability/monitoring-ui",
         "serving/default", "serving/batch",
@@ -36,6 +36,7 @@ def test_each_rotation_runs_the_layer_that_keeps_it_and_those_that_read_it_in_si
     assert runs["object-store/mlflow"] == (["storage", "tracking"], {"storage": ["mlflow"], "tracking": []})
     assert runs["object-store/training"] == (["storage", "tracking"], {"storage": ["training"], "tracking": []})
     assert runs["object-store/velero"] == (["storage", "backup"], {"storage": ["velero"], "backup": []})
+    assert runs["object-store/inference-logger"] == (["storage", "serving"], {"storage": ["inference-logger"], "serving": []})
     assert runs["object-store/team-vision"] == (["storage", "tenancy"], {"storage": ["team-vision"], "tenancy": []})
     assert runs["object-store/root"] == (["storage"], {"storage": ["root"]})
     assert runs["object-store/kserve"][0] == runs["object-store/argo"][0] == runs["object-store/postgres"][0] == ["storage"]
