@@ -5,6 +5,7 @@ cgroup driver and mirrors."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import ROOT, project_copy, run, state_dir, tool
@@ -21,12 +22,18 @@ def render(tmp_path, inventory, *extra):
     return state_dir(project, inventory) / "rendered"
 
 
+@pytest.fixture(scope="module")
+def production(tmp_path_factory):
+    """production's render, as the README's command writes it (read, never changed, by the tests)."""
+    return render(tmp_path_factory.mktemp("production"), "production")
+
+
 def docs(path):
     return {d["kind"]: d for d in yaml.safe_load_all(path.read_text())}
 
 
-def test_production_kubeadm_is_ha_behind_kube_vip_without_kube_proxy(tmp_path):
-    out = render(tmp_path, "production")
+def test_production_kubeadm_is_ha_behind_kube_vip_without_kube_proxy(production):
+    out = production
     assert sorted(p.name for p in out.iterdir()) == ["cp-01", "cp-02", "cp-03", "gpu-a100-01", "gpu-h100-01", "gpu-h100-02", "wk-01", "wk-02"]
     config = docs(out / "cp-01" / "kubeadm-config.yaml")
     init, cluster, kubelet = config["InitConfiguration"], config["ClusterConfiguration"], config["KubeletConfiguration"]
@@ -50,8 +57,8 @@ def test_production_kubeadm_is_ha_behind_kube_vip_without_kube_proxy(tmp_path):
     assert sorted(p.name for p in (out / "wk-01").iterdir()) == ["containerd-config.toml"]
 
 
-def test_containerd_uses_the_systemd_cgroup_driver_and_the_air_gap_mirror(tmp_path):
-    toml = (render(tmp_path, "production") / "wk-01" / "containerd-config.toml").read_text()
+def test_containerd_uses_the_systemd_cgroup_driver_and_the_air_gap_mirror(production):
+    toml = (production / "wk-01" / "containerd-config.toml").read_text()
     assert toml.splitlines()[1] == "version = 3"
     assert "SystemdCgroup = true" in toml
     assert 'sandbox = "registry.k8s.io/pause:' in toml
