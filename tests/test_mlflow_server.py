@@ -34,8 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, render_gitops
-from k8s_schemas import load_tree
+from conftest import BIN, ROOT, session_render
 
 DOMAIN = "ml-platform.internal"
 ADMIN = ("admin", "admin-password-for-the-test-0123")
@@ -73,10 +72,11 @@ def rendered(tmp_path_factory):
     if importlib.util.find_spec("mlflow") is None:
         pytest.skip("mlflow is not installed")
     work = tmp_path_factory.mktemp("mlflow")
-    tree = work / "tree"
-    result = render_gitops("lab", tree, "tracking,orchestration")
-    assert result.returncode == 0, result.stdout[-3000:]
-    docs = {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
+    # What the tracking and orchestration layers write in the lab's tree, from the README's
+    # gitops render shared by the session (conftest.py).
+    _, _, tree_docs = session_render("lab", tmp_path_factory)
+    docs = {(d["kind"], d["metadata"]["name"]): d for path, docs in tree_docs.items()
+            if path.startswith(("manifests/tracking/", "manifests/orchestration/")) for d in docs}
     return work, docs
 
 
