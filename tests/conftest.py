@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,48 @@ def session_render(inventory, tmp_path_factory):
                 output.write_text(result.stdout)
         _SESSION_TREES[inventory] = load_tree(tree)
     return inventory, tree, _SESSION_TREES[inventory]
+
+
+def hostless_commands():
+    """{label: template} of the README's commands that contact no host, besides the gitops render:
+    the operator path runs each twice on every sample inventory, in the project of that
+    inventory's session render."""
+    return {
+        "inventory check": readme_command("site.yml", tags="preflight_inventory"),
+        "render-compute": readme_command("playbooks/render-compute.yml"),
+        "air-gap list": readme_command("playbooks/artifacts.yml"),
+    }
+
+
+def session_command(label, inventory, tmp_path_factory):
+    """The first run of one of hostless_commands() on a sample inventory, made once for the whole run
+    in the project of the inventory's session render (after that render, under a lock as the
+    render is): a CompletedProcess with its return code, output and seconds. The operator path
+    runs each command a second time there; the tests of the air-gap list and of render-compute's
+    files read this first run and what it wrote in the project's state directory
+    (state_dir(session_project(...), inventory))."""
+    import json
+
+    from filelock import FileLock
+
+    _, tree, _ = session_render(inventory, tmp_path_factory)
+    kept = tree.parent / f"{tree.name}.{label.replace(' ', '-')}.json"
+    with FileLock(f"{kept}.lock"):
+        if not kept.exists():
+            started = time.monotonic()
+            result = operator_run(_project_of(tree), hostless_commands()[label], inventory)
+            kept.write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr,
+                                        "seconds": time.monotonic() - started}))
+    first = json.loads(kept.read_text())
+    result = subprocess.CompletedProcess(hostless_commands()[label], first["returncode"], first["stdout"], first["stderr"])
+    result.seconds = first["seconds"]
+    return result
+
+
+def session_project(inventory, tmp_path_factory):
+    """The project (a copy of the checkout) the session render of a sample inventory was made in."""
+    _, tree, _ = session_render(inventory, tmp_path_factory)
+    return _project_of(tree)
 
 
 @pytest.fixture(scope="session", params=INVENTORIES)
