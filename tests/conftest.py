@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,12 +146,17 @@ def documents(tree_docs):
 STALE_FILE = "manifests/network/resources/old-pool.yaml"
 
 
-@pytest.fixture(scope="session", params=INVENTORIES)
-def rendered(request, tmp_path_factory):
-    """(inventory, tree, {path: [documents]}) of every sample inventory, rendered once for the
-    whole run with the README's command in a copy of the project (<tree>-project beside it);
-    the playbook's output is kept beside the tree as <tree>.out. The tree starts as a checkout
-    holding a file the platform no longer declares (STALE_FILE), which the render must remove."""
+# Each worker's parsed trees of the session renders, by inventory.
+_SESSION_TREES: dict = {}
+
+
+def session_render(inventory, tmp_path_factory):
+    """(inventory, tree, {path: [documents]}) of a sample inventory rendered once for the whole
+    run with the README's command in a copy of the project (<tree>-project beside it); the
+    playbook's output is kept beside the tree as <tree>.out. The tree starts as a checkout
+    holding a file the platform no longer declares (STALE_FILE), which the render must remove.
+    The `rendered` fixture gives it for every sample inventory; a module fixture that needs one
+    inventory's tree calls this. Read it, never change it: every test reads the same tree."""
     from k8s_schemas import CRD_DIR, load_tree
 
     if not CRD_DIR.is_dir():
@@ -163,17 +169,67 @@ def rendered(request, tmp_path_factory):
     # renders under a lock in the run's common temporary directory, the others read it.
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    tree = shared / f"tree-{request.param}"
-    with FileLock(str(shared / f"tree-{request.param}.lock")):
-        output = tree.parent / f"{tree.name}.out"
-        if not output.exists():
-            stale = tree / STALE_FILE
-            stale.parent.mkdir(parents=True, exist_ok=True)
-            stale.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old}\n")
-            result = render(request.param, tree)
-            assert result.returncode == 0, result.stdout + result.stderr
-            output.write_text(result.stdout)
-    return request.param, tree, load_tree(tree)
+    tree = shared / f"tree-{inventory}"
+    if inventory not in _SESSION_TREES:
+        with FileLock(str(shared / f"tree-{inventory}.lock")):
+            output = tree.parent / f"{tree.name}.out"
+            if not output.exists():
+                stale = tree / STALE_FILE
+                stale.parent.mkdir(parents=True, exist_ok=True)
+                stale.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old}\n")
+                result = render(inventory, tree)
+                assert result.returncode == 0, result.stdout + result.stderr
+                output.write_text(result.stdout)
+        _SESSION_TREES[inventory] = load_tree(tree)
+    return inventory, tree, _SESSION_TREES[inventory]
+
+
+def hostless_commands():
+    """{label: template} of the README's commands that contact no host, besides the gitops render:
+    the operator path runs each twice on every sample inventory, in the project of that
+    inventory's session render."""
+    return {
+        "inventory check": readme_command("site.yml", tags="preflight_inventory"),
+        "render-compute": readme_command("playbooks/render-compute.yml"),
+        "air-gap list": readme_command("playbooks/artifacts.yml"),
+    }
+
+
+def session_command(label, inventory, tmp_path_factory):
+    """The first run of one of hostless_commands() on a sample inventory, made once for the whole run
+    in the project of the inventory's session render (after that render, under a lock as the
+    render is): a CompletedProcess with its return code, output and seconds. The operator path
+    runs each command a second time there; the tests of the air-gap list and of render-compute's
+    files read this first run and what it wrote in the project's state directory
+    (state_dir(session_project(...), inventory))."""
+    import json
+
+    from filelock import FileLock
+
+    _, tree, _ = session_render(inventory, tmp_path_factory)
+    kept = tree.parent / f"{tree.name}.{label.replace(' ', '-')}.json"
+    with FileLock(f"{kept}.lock"):
+        if not kept.exists():
+            started = time.monotonic()
+            result = operator_run(_project_of(tree), hostless_commands()[label], inventory)
+            kept.write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr,
+                                        "seconds": time.monotonic() - started}))
+    first = json.loads(kept.read_text())
+    result = subprocess.CompletedProcess(hostless_commands()[label], first["returncode"], first["stdout"], first["stderr"])
+    result.seconds = first["seconds"]
+    return result
+
+
+def session_project(inventory, tmp_path_factory):
+    """The project (a copy of the checkout) the session render of a sample inventory was made in."""
+    _, tree, _ = session_render(inventory, tmp_path_factory)
+    return _project_of(tree)
+
+
+@pytest.fixture(scope="session", params=INVENTORIES)
+def rendered(request, tmp_path_factory):
+    """session_render of every sample inventory."""
+    return session_render(request.param, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

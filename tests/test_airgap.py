@@ -14,7 +14,7 @@ import stat
 import pytest
 import yaml
 
-from conftest import BOM, ROOT, documents, project_copy, run, state_dir, tool
+from conftest import BOM, ROOT, documents, project_copy, run, session_command, session_project, state_dir, tool
 
 MIRRORED = yaml.safe_load((ROOT / "roles" / "compute" / "defaults" / "main.yml").read_text())["compute_containerd_mirrored_registries"]
 
@@ -26,6 +26,15 @@ def listing(inventory, tmp_path, *extra):
     result = run([tool("ansible-playbook"), "playbooks/artifacts.yml", "-i", f"inventories/{inventory}", *extra], cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
     return yaml.safe_load((state_dir(project, inventory) / "airgap-artifacts.yml").read_text())
+
+
+def sample_listing(inventory, tmp_path_factory):
+    """The list the README's artifacts.yml command, as written, writes for a sample inventory: its
+    first run in the project of the session render (conftest.session_command, which the operator
+    path runs a second time)."""
+    result = session_command("air-gap list", inventory, tmp_path_factory)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return yaml.safe_load((state_dir(session_project(inventory, tmp_path_factory), inventory) / "airgap-artifacts.yml").read_text())
 
 
 def qualified(ref):
@@ -55,9 +64,9 @@ def images_in(node, found):
     return found
 
 
-def test_the_list_holds_every_chart_and_image_of_the_rendered_tree(rendered, tmp_path):
+def test_the_list_holds_every_chart_and_image_of_the_rendered_tree(rendered, tmp_path_factory):
     inventory, _, tree_docs = rendered
-    listed = listing(inventory, tmp_path)
+    listed = sample_listing(inventory, tmp_path_factory)
     charts = {(c["chart"], c["version"]) for c in listed["charts"]}
     images = {i["image"] for i in listed["images"]}
     apps = [doc for _, doc in documents(tree_docs) if doc["kind"] == "Application" and "chart" in (doc["spec"].get("source") or {})]
@@ -78,8 +87,8 @@ def test_the_list_holds_every_chart_and_image_of_the_rendered_tree(rendered, tmp
     assert {m["path"] for m in listed["manifests"]} == {"gateway_api/v1.4.1/standard-install.yaml"}
 
 
-def test_the_list_follows_the_inventory(tmp_path):
-    lab, production = listing("lab", tmp_path), listing("production", tmp_path)
+def test_the_list_follows_the_inventory(tmp_path_factory):
+    lab, production = sample_listing("lab", tmp_path_factory), sample_listing("production", tmp_path_factory)
     lab_images = {i["image"] for i in lab["images"]}
     production_images = {i["image"] for i in production["images"]}
     # GPU hosts bring the operator, its operands and the GPU runtimes; the lab has none.

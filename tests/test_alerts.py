@@ -13,22 +13,20 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, render_gitops
-from k8s_schemas import load_tree
+from conftest import ROOT, session_render
 
 PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"
 
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory):
-    tree = tmp_path_factory.mktemp("tree")
-    result = render_gitops("production", tree, "observability,gpu,backup", "--skip-tags", "gpu_hosts")
-    assert result.returncode == 0, result.stdout[-3000:]
-    docs = [d for docs in load_tree(tree).values() for d in docs if d["kind"] == "PrometheusRule"]
-    # The platform's rules (observability), the GPU layer's and the backup layer's own.
+    # production's tree from the README's gitops render, shared by the session (conftest.py).
+    _, _, tree_docs = session_render("production", tmp_path_factory)
+    docs = [d for docs in tree_docs.values() for d in docs if d["kind"] == "PrometheusRule"]
+    # The platform's rules (observability), the GPU layer's and the backup layer's own: all there are.
     assert sorted(d["metadata"]["name"] for d in docs) == ["backup", "gpu", "ml-platform"]
     groups = [group for doc in docs for group in doc["spec"]["groups"]]
-    path = tree / "rules.yaml"
+    path = tmp_path_factory.mktemp("rules") / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": groups}))
     return path, groups
 

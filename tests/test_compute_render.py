@@ -5,9 +5,10 @@ cgroup driver and mirrors."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
-from conftest import ROOT, project_copy, run, state_dir, tool
+from conftest import ROOT, project_copy, run, session_command, session_project, state_dir, tool
 
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 
@@ -21,12 +22,26 @@ def render(tmp_path, inventory, *extra):
     return state_dir(project, inventory) / "rendered"
 
 
+def sample(inventory, tmp_path_factory):
+    """What the README's render-compute.yml command, as written, writes for a sample inventory: its
+    first run in the project of the session render (conftest.session_command, which the operator
+    path runs a second time). Read, never changed, by the tests."""
+    result = session_command("render-compute", inventory, tmp_path_factory)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return state_dir(session_project(inventory, tmp_path_factory), inventory) / "rendered"
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory):
+    return sample("production", tmp_path_factory)
+
+
 def docs(path):
     return {d["kind"]: d for d in yaml.safe_load_all(path.read_text())}
 
 
-def test_production_kubeadm_is_ha_behind_kube_vip_without_kube_proxy(tmp_path):
-    out = render(tmp_path, "production")
+def test_production_kubeadm_is_ha_behind_kube_vip_without_kube_proxy(production):
+    out = production
     assert sorted(p.name for p in out.iterdir()) == ["cp-01", "cp-02", "cp-03", "gpu-a100-01", "gpu-h100-01", "gpu-h100-02", "wk-01", "wk-02"]
     config = docs(out / "cp-01" / "kubeadm-config.yaml")
     init, cluster, kubelet = config["InitConfiguration"], config["ClusterConfiguration"], config["KubeletConfiguration"]
@@ -50,16 +65,16 @@ def test_production_kubeadm_is_ha_behind_kube_vip_without_kube_proxy(tmp_path):
     assert sorted(p.name for p in (out / "wk-01").iterdir()) == ["containerd-config.toml"]
 
 
-def test_containerd_uses_the_systemd_cgroup_driver_and_the_air_gap_mirror(tmp_path):
-    toml = (render(tmp_path, "production") / "wk-01" / "containerd-config.toml").read_text()
+def test_containerd_uses_the_systemd_cgroup_driver_and_the_air_gap_mirror(production):
+    toml = (production / "wk-01" / "containerd-config.toml").read_text()
     assert toml.splitlines()[1] == "version = 3"
     assert "SystemdCgroup = true" in toml
     assert 'sandbox = "registry.k8s.io/pause:' in toml
     assert 'config_path = "/etc/containerd/certs.d"' in toml
 
 
-def test_lab_k3s_leaves_networking_to_layer_2(tmp_path):
-    out = render(tmp_path, "lab")
+def test_lab_k3s_leaves_networking_to_layer_2(tmp_path_factory):
+    out = sample("lab", tmp_path_factory)
     config = yaml.safe_load((out / "lab" / "k3s-config.yaml").read_text())
     assert config["flannel-backend"] == "none"
     assert config["disable-network-policy"] is True and config["disable-kube-proxy"] is True

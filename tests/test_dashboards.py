@@ -13,8 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, render_gitops
-from k8s_schemas import load_tree
+from conftest import ROOT, session_render
 
 PROMTOOL = shutil.which("promtool") or "/usr/local/bin/promtool"
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset", "inf", "nan"}
@@ -45,10 +44,10 @@ def test_metric_names_are_read_from_expressions():
 
 @pytest.fixture(scope="module")
 def dashboards(tmp_path_factory):
-    tree = tmp_path_factory.mktemp("tree")
-    result = render_gitops("production", tree, "observability,gpu,serving", "--skip-tags", "gpu_hosts")
-    assert result.returncode == 0, result.stdout[-3000:]
-    maps = [d for docs in load_tree(tree).values() for d in docs if d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    # production's tree from the README's gitops render, shared by the session (conftest.py):
+    # every layer's dashboards (observability's, the GPU layer's and serving's).
+    _, _, tree_docs = session_render("production", tmp_path_factory)
+    maps = [d for docs in tree_docs.values() for d in docs if d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
     assert maps
     return {key: json.loads(value) for doc in maps for key, value in doc["data"].items()}
 

@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, render_gitops, run, state_dir, tool
+from conftest import BIN, ROOT, run, session_render, state_dir, tool
 from k8s_schemas import load_tree
 
 DOMAIN = "ml-platform.internal"
@@ -74,10 +75,11 @@ def rendered(tmp_path_factory):
     if importlib.util.find_spec("mlflow") is None:
         pytest.skip("mlflow is not installed")
     work = tmp_path_factory.mktemp("mlflow")
-    tree = work / "tree"
-    result = render_gitops("lab", tree, "tracking,orchestration")
-    assert result.returncode == 0, result.stdout[-3000:]
-    docs = {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
+    # What the tracking and orchestration layers write in the lab's tree, from the README's
+    # gitops render shared by the session (conftest.py).
+    _, _, tree_docs = session_render("lab", tmp_path_factory)
+    docs = {(d["kind"], d["metadata"]["name"]): d for path, docs in tree_docs.items()
+            if path.startswith(("manifests/tracking/", "manifests/orchestration/")) for d in docs}
     return work, docs
 
 
@@ -297,14 +299,18 @@ def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server, us
     assert request(port, "GET", search, login=hand)[0] == 200
 
 
-def test_rotate_yml_gives_a_login_a_new_password_and_the_old_one_stops_working(server, users):
+def test_rotate_yml_gives_a_login_a_new_password_and_the_old_one_stops_working(server, users, tmp_path_factory):
     """The operator's one command for a login, playbooks/rotate.yml -e rotate=tracking/training, in
-    the project the module rendered (gitops, Secrets left to the operator): the credentials file
+    a copy of the project and tree of the session's lab render (gitops, Secrets left to the
+    operator; the session's own is read by other tests and never changed): the credentials file
     holds a new password, the tree a new mlflow-users Job (Argo CD runs it), and that Job, given the
     file's new password as the mlflow-users Secret would, makes the server refuse the old one."""
     port, work, database = server.port, server.work, server.database
+    _, session_tree, _ = session_render("lab", tmp_path_factory)
     tree = work / "tree"
-    project = tree.parent / f"{tree.name}-project"  # where render_gitops rendered it
+    project = tree.parent / f"{tree.name}-project"
+    shutil.copytree(session_tree, tree)
+    shutil.copytree(session_tree.parent / f"{session_tree.name}-project", project, symlinks=True)
     credentials = state_dir(project, "lab") / "credentials" / "tracking.yml"
     old = (TRAINING[0], yaml.safe_load(credentials.read_text())["training"]["password"])
     job = next(name for kind, name in server.docs if kind == "Job" and name.startswith("mlflow-users-"))

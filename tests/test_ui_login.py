@@ -11,8 +11,7 @@ import base64
 import pytest
 import yaml
 
-from conftest import render_gitops, rendered_credentials
-from k8s_schemas import load_tree
+from conftest import rendered_credentials, session_render
 from nginx_proxy import call, nginx, pod_file, require_nginx, upstream_server
 
 DOMAIN = "ml-platform.internal"
@@ -22,10 +21,11 @@ DOMAIN = "ml-platform.internal"
 def login(tmp_path_factory):
     require_nginx()
     work = tmp_path_factory.mktemp("login")
-    tree = work / "tree"
-    result = render_gitops("lab", tree, "observability")
-    assert result.returncode == 0, result.stdout[-3000:]
-    docs = [d for docs in load_tree(tree).values() for d in docs]
+    # What the observability layer writes in the lab's tree, from the README's gitops render
+    # shared by the session (conftest.py), and the credentials that render generated in its
+    # project's state directory.
+    _, tree, tree_docs = session_render("lab", tmp_path_factory)
+    docs = [d for path, docs in tree_docs.items() if path.startswith("manifests/observability/") for d in docs]
     config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "monitoring-ui")["data"]["default.conf"]
     credentials = yaml.safe_load((rendered_credentials(tree, "lab") / "observability.yml").read_text())["monitoring-ui"]
     # The htpasswd line exactly as the role puts it in the Secret monitoring-ui-htpasswd.

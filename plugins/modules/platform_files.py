@@ -113,15 +113,43 @@ def apply(actions):
             os.replace(tmp, path)
 
 
+def diff(actions):
+    """What --diff shows, one entry per action (read before anything is applied): a file's text
+    before and after; a directory's, a link's or a mode's state before and after."""
+    shown = []
+    for path, action, spec in actions:
+        entry = {"before_header": path, "after_header": path}
+        if action == "write":
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    entry["before"] = handle.read()
+            except FileNotFoundError:
+                entry["before"] = ""
+            entry["after"] = str(spec.get("content", ""))
+        elif action == "mkdir":
+            entry["before"], entry["after"] = {"state": "absent"}, {"state": "directory", "mode": f"{_mode(spec.get('mode'), 0o755):04o}"}
+        elif action == "chmod":
+            default = 0o755 if spec.get("state") == "directory" else 0o644
+            entry["before"], entry["after"] = {"mode": f"{stat.S_IMODE(os.stat(path).st_mode):04o}"}, {"mode": f"{_mode(spec.get('mode'), default):04o}"}
+        else:  # link
+            entry["before"], entry["after"] = {"src": os.readlink(path) if os.path.islink(path) else None}, {"src": spec["src"]}
+        shown.append(entry)
+    return shown
+
+
 def main():
     module = AnsibleModule(argument_spec={"files": {"type": "dict", "required": True}}, supports_check_mode=True)
     try:
         actions = plan(module.params["files"])
+        shown = diff(actions) if module._diff else None
         if not module.check_mode:
             apply(actions)
     except (ValueError, OSError) as err:
         module.fail_json(msg=str(err))
-    module.exit_json(changed=bool(actions), changed_paths=[path for path, _, _ in actions])
+    result = {"changed": bool(actions), "changed_paths": [path for path, _, _ in actions]}
+    if shown is not None:
+        result["diff"] = shown
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

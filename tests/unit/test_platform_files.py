@@ -39,3 +39,19 @@ def test_only_what_differs_is_changed(tmp_path):
 def test_relative_paths_are_refused():
     with pytest.raises(ValueError, match="absolute"):
         pf.plan({"etc/a.conf": {"content": ""}})
+
+
+def test_diff_shows_each_change_before_it_is_made(tmp_path):
+    path, directory, link = str(tmp_path / "a.conf"), str(tmp_path / "d"), str(tmp_path / "l")
+    pf.apply(pf.plan({path: {"content": "one\n"}}))
+    os.symlink("/old", link)
+    actions = pf.plan({path: {"content": "two\n"}, directory: {"state": "directory"}, link: {"state": "link", "src": "/new"}})
+    shown = {entry["after_header"]: (entry["before"], entry["after"]) for entry in pf.diff(actions)}
+    assert shown == {
+        path: ("one\n", "two\n"),
+        directory: ({"state": "absent"}, {"state": "directory", "mode": "0755"}),
+        link: ({"src": "/old"}, {"src": "/new"}),
+    }
+    os.chmod(path, 0o600)
+    assert [(e["before"], e["after"]) for e in pf.diff(pf.plan({path: {"content": "one\n"}}))] == [({"mode": "0600"}, {"mode": "0644"})]
+    assert [(e["before"], e["after"]) for e in pf.diff(pf.plan({str(tmp_path / "new"): {"content": "x"}}))] == [("", "x")]
