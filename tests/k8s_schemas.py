@@ -46,6 +46,13 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
 
 _Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
+# kubernetes_validate.validate reads and parses, on every call, the JSON schema of the document's
+# kind and the whole _definitions.json of the Kubernetes version (megabytes), and lists its schema
+# versions: about 15 ms of CPU a document, for files that never change. Each is read once per
+# process instead; validate() uses what they return read-only.
+kubernetes_validate.utils.schema_contents = lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents)
+kubernetes_validate.utils.all_versions = lru_cache(maxsize=1)(kubernetes_validate.utils.all_versions)
+
 
 def _closed(schema):
     """Copy of an openAPIV3Schema where objects reject undeclared fields."""
