@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -329,7 +330,7 @@ def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_seco
     server holding the pinned KServe and Argo Workflows CRDs: the InferenceService with its
     logger, the drift job and the dashboard are accepted and applied under the platform's field
     manager, and a second run reports no change."""
-    from apiserver import kubectl
+    from apiserver import api_get, kubectl
 
     from conftest import project_copy, run, state_dir, tool
 
@@ -337,8 +338,15 @@ def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_seco
     crds = [CRD_DIR / "kserve" / "serving.kserve.io_inferenceservices.yaml", CRD_DIR / "argo-workflows" / "argoproj.io_cronworkflows.yaml"]
     applied = kubectl(server, "apply", "--server-side", *(a for crd in crds for a in ("-f", str(crd))))
     assert applied.returncode == 0, applied.stderr
-    assert kubectl(server, "wait", "--for=condition=Established", "--timeout=60s", "crd/inferenceservices.serving.kserve.io",
-                   "crd/cronworkflows.argoproj.io").returncode == 0
+    # Polled, not `kubectl wait`: kubectl 1.35 fails at once ("status.conditions accessor error")
+    # on a CRD whose status the API server has not written yet.
+    deadline = time.monotonic() + 60
+    for name in ("inferenceservices.serving.kserve.io", "cronworkflows.argoproj.io"):
+        while not any(c["type"] == "Established" and c["status"] == "True" for c in
+                      (api_get(server, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").get("status") or {})
+                      .get("conditions") or []):
+            assert time.monotonic() < deadline, f"{name} is not Established after 60 s"
+            time.sleep(0.2)
     for namespace in ("ml-serving", "ml-training"):
         created = kubectl(server, "create", "namespace", namespace)
         assert created.returncode == 0 or "AlreadyExists" in created.stderr, created.stderr
