@@ -243,4 +243,31 @@ def project(tmp_path) -> Path:
     return project_copy(tmp_path / "project")
 
 
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def moto_s3(buckets=()):
+    """moto's S3 server on 127.0.0.1 (any keys accepted) with buckets made, as a generator for a
+    fixture to yield from: (endpoint, boto3 client), the server stopped afterwards."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+        yield endpoint, client
+    finally:
+        server.stop()
+
 from apiserver import apiserver, pytest_runtest_makereport, pytest_terminal_summary  # noqa: E402,F401  (a real API server, and timings shown under pytest-xdist: tests/apiserver.py)

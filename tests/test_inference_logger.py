@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,29 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port, moto_s3
 
 SCRIPT = ROOT / "roles" / "serving" / "files" / "inference_logger.py"
 KEYS = {"AWS_ACCESS_KEY_ID": "inference-logger", "AWS_SECRET_ACCESS_KEY": "secret-for-the-test", "AWS_REGION": "us-east-1"}
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def object_store():
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
-    yield endpoint, client
-    server.stop()
+    yield from moto_s3()
 
 
 def start(endpoint, bucket, **env):

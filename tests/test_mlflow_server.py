@@ -22,7 +22,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, run, session_render, state_dir, tool
+from conftest import BIN, ROOT, free_port, moto_s3, run, session_render, state_dir, tool
 from k8s_schemas import load_tree
 
 DOMAIN = "ml-platform.internal"
@@ -46,26 +45,10 @@ TRAINING = ("training", "training-password-for-the-test-01")
 pytestmark = pytest.mark.xdist_group("mlflow-server")
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def object_store():
     """moto's S3 server with the platform's buckets; any keys are accepted."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
-    for bucket in ("mlflow-artifacts", "kserve-models", "training-datasets", "workflow-artifacts"):
-        client.create_bucket(Bucket=bucket)
-    yield endpoint, client
-    server.stop()
+    yield from moto_s3(("mlflow-artifacts", "kserve-models", "training-datasets", "workflow-artifacts"))
 
 
 @pytest.fixture(scope="module")
