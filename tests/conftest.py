@@ -244,6 +244,17 @@ def project(tmp_path) -> Path:
 
 
 
+def load_script(relative):
+    """A role's script (roles/<role>/files/<name>.py, shipped to pods in a ConfigMap) imported as a
+    module, for tests of its functions."""
+    import importlib.util
+
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
     import socket

@@ -21,7 +21,6 @@ here adds that header to copies (restore_objects.py puts a version back with Cop
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import socket
@@ -35,7 +34,7 @@ import jinja2
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 boto3 = pytest.importorskip("boto3")
 moto_app = pytest.importorskip("moto.moto_server.werkzeug_app")
@@ -45,9 +44,7 @@ from werkzeug.serving import make_server  # noqa: E402  (moto's server runs on w
 import storage_object_store as store  # noqa: E402  (plugins/filter, on the tests' path)
 
 RESTORE_OBJECTS = ROOT / "roles" / "backup" / "files" / "restore_objects.py"
-spec = importlib.util.spec_from_file_location("restore_objects", RESTORE_OBJECTS)
-restore_objects = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(restore_objects)
+restore_objects = load_script(RESTORE_OBJECTS.relative_to(ROOT))
 
 
 def defaults(role):

@@ -7,7 +7,6 @@ both of KServe's protocols; and the drift settings preflight checks
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 import orchestration_rollout as ro
-from conftest import ROOT
+from conftest import load_script
 
 FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 SETTINGS = {"orchestration_drift_schedule": "0 * * * *", "orchestration_drift_window": "24h", "orchestration_drift_min_rows": 100,
@@ -24,10 +23,7 @@ SETTINGS = {"orchestration_drift_schedule": "0 * * * *", "orchestration_drift_wi
 
 @pytest.fixture(scope="module")
 def drift():
-    spec = importlib.util.spec_from_file_location("model_drift", ROOT / "roles" / "orchestration" / "files" / "model_drift.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("roles/orchestration/files/model_drift.py")
 
 
 def iris_like(rng, rows, shift=0.0):

@@ -5,12 +5,11 @@ on candidates the tests make."""
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
 import orchestration_rollout as ro
-from conftest import ROOT
+from conftest import load_script
 
 SETTINGS = {
     "orchestration_rollout_canary_percent": 10,
@@ -25,10 +24,7 @@ THRESHOLDS = {"max_error_rate": 0.01, "max_latency_p95_seconds": 0.5, "min_reque
 
 @pytest.fixture(scope="module")
 def analysis():
-    spec = importlib.util.spec_from_file_location("rollout_analysis", ROOT / "roles" / "orchestration" / "files" / "rollout_analysis.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("roles/orchestration/files/rollout_analysis.py")
 
 
 def isvc(name, version, uri, annotations=None, canary=None):

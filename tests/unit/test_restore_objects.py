@@ -4,20 +4,17 @@ created after it are hidden, and a second run changes nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from datetime import datetime, timezone
 
 import boto3
 import pytest
 
-from conftest import ROOT
+from conftest import load_script
 
 moto = pytest.importorskip("moto")
 
-spec = importlib.util.spec_from_file_location("restore_objects", ROOT / "roles" / "backup" / "files" / "restore_objects.py")
-restore_objects = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(restore_objects)
+restore_objects = load_script("roles/backup/files/restore_objects.py")
 
 
 def test_a_bucket_goes_back_to_the_backup_time():
