@@ -12,13 +12,18 @@ ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: site test test-host bench
+.PHONY: site test test-setup test-host bench
 
 site: $(VENV)/.runtime
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) site.yml $(ARGS)
 
-test: $(VENV)/.test test-host
+# The virtualenv (pip, mostly one core) and the test host (apt and debootstrap,
+# mostly waiting on the mirror and the disk) are set up side by side.
+test: test-setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-setup:
+	$(MAKE) --no-print-directory -j2 $(VENV)/.test test-host
 
 bench: $(VENV)/.test
 	$(VENV)/bin/python tests/bench.py $(BENCH_ARGS)
