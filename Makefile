@@ -12,18 +12,23 @@ ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: site test test-setup test-host bench
+.PHONY: site test test-setup test-host test-host-packages bench
 
 site: $(VENV)/.runtime
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) site.yml $(ARGS)
 
-# The virtualenv (pip, mostly one core) and the test host (apt and debootstrap,
-# mostly waiting on the mirror and the disk) are set up side by side.
+# The virtualenv (pip, mostly one core) and the test host's packages (apt,
+# mostly waiting on the mirror and the disk) are set up side by side; the
+# scenarios' images are built by the first scenario that needs them
+# (tests/test_molecule.py), beside the tests that need none.
 test: test-setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-setup:
-	$(MAKE) --no-print-directory -j2 $(VENV)/.test test-host
+	$(MAKE) --no-print-directory -j2 $(VENV)/.test test-host-packages
+
+test-host-packages:
+	scripts/setup-test-host.sh --no-images
 
 bench: $(VENV)/.test
 	$(VENV)/bin/python tests/bench.py $(BENCH_ARGS)

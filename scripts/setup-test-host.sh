@@ -73,38 +73,10 @@ if new != old:
     print(f"setup-test-host: updated {path}")
 PY
 
-"$(dirname "$0")/build-test-image.sh"
-
-# The image the podman scenarios run on: the test image with Debian's package
-# lists and the .deb files the scenarios install already in apt's own cache,
-# so their `apt-get update` fetches only what changed and their installs
-# download nothing apt already holds (a package missing here, or at a newer
-# version on the mirror, is downloaded as usual: nothing is installed, and
-# apt checks every cached file against the fresh lists). Rebuilt when the
-# test image or this script changes, and after a week, to stay close to
-# the mirror.
-apt_image=localhost/platform-debian12-apt:latest
-base_image=localhost/platform-debian12:latest
-# compute_packages and chrony (compute-podman), storage_host_packages
-# (storage-podman) and multipath-tools (storage-podman's prepare.yml).
-apt_packages=(conntrack socat ethtool ipset iptables curl ca-certificates tar chrony open-iscsi nfs-common multipath-tools)
-base_id=$(podman image inspect --format '{{.Id}}' "$base_image")
-recipe=$(printf '%s\n' "${apt_packages[@]}" | cat - "$0" | sha256sum | cut -c1-16)
-if ! podman image exists "$apt_image" ||
-  [[ $(podman image inspect --format '{{ index .Labels "platform.base-id" }} {{ index .Labels "platform.recipe" }}' "$apt_image") != "$base_id $recipe" ]] ||
-  (($(date +%s) - $(podman image inspect --format '{{.Created.Unix}}' "$apt_image") > 7 * 86400)); then
-  echo "setup-test-host: building $apt_image (package lists and ${#apt_packages[@]} packages' files from Debian's mirror)"
-  builder=platform-apt-image-build-$$
-  old_id=$(podman image inspect --format '{{.Id}}' "$apt_image" 2>/dev/null || true)
-  podman rm --force --ignore "$builder" >/dev/null
-  podman run --name "$builder" "$base_image" \
-    sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only ${apt_packages[*]} >/dev/null"
-  podman commit --quiet \
-    --change 'CMD ["/sbin/init"]' \
-    --change "LABEL platform.base-id=$base_id" \
-    --change "LABEL platform.recipe=$recipe" \
-    "$builder" "$apt_image" >/dev/null
-  podman rm "$builder" >/dev/null
-  # The previous build, unless a container still uses it.
-  [[ -z $old_id ]] || podman image rm "$old_id" >/dev/null 2>&1 || true
+# The images the podman scenarios run on (scripts/build-test-image.sh). With
+# --no-images they are left to the first scenario that needs them
+# (tests/test_molecule.py builds them then, under a lock): `make test` does
+# that, so that their build overlaps the tests that need no container.
+if [[ ${1:-} != --no-images ]]; then
+  "$(dirname "$0")/build-test-image.sh"
 fi

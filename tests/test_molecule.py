@@ -35,13 +35,28 @@ def podman_ready():
     return None
 
 
+@pytest.fixture(scope="session")
+def test_images(tmp_path_factory):
+    """The images the scenarios run on, built (or found current) by the first scenario that
+    needs them, once for every worker (a file lock). `make test` prepares the rest of the host
+    first (`scripts/setup-test-host.sh --no-images`), so on a fresh machine the image build
+    overlaps the tests that need no container; where they are current this is a label check."""
+    from filelock import FileLock
+
+    if shutil.which("podman") is None or os.geteuid() != 0:
+        return  # podman_ready says why
+    with FileLock(tmp_path_factory.getbasetemp().parent / "test-images.lock"):
+        result = run([str(ROOT / "scripts" / "build-test-image.sh")], timeout=1200)
+    assert result.returncode == 0, f"scripts/build-test-image.sh failed:\n{result.stdout}{result.stderr}"
+
+
 @pytest.mark.molecule
 # No xdist_group: the scenarios may run side by side. Their containers have names of their own
 # (compute-*, storage-*, preflight-*) on podman's default network, only compute-podman serves
 # anything on this machine (its mirror, one port), and none changes the shared kernel
 # (compute_host_activate and storage_host_activate are off; preflight only reads).
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario):
+def test_molecule_scenario(scenario, test_images):
     reason = podman_ready()
     if reason:
         # CI installs podman and builds the image first (make test): there a skip would hide a broken setup.
