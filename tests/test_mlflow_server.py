@@ -370,6 +370,30 @@ def s3_env(endpoint, prefix=""):
             f"{prefix}AWS_ENDPOINT_URL": endpoint, f"{prefix}AWS_REGION": "us-east-1"}
 
 
+def step_env(docs, name, parameters, workflow, tmp, inputs=None):
+    """(template spec, container, environment) of the one container step of a rendered
+    WorkflowTemplate as Argo would run it: {{workflow.parameters.*}} from the template's
+    arguments under parameters, {{workflow.name}} = workflow, {{inputs.parameters.*}} from
+    the step's input defaults under what the entry step passes under inputs; /tmp is tmp."""
+    template = docs[("WorkflowTemplate", name)]["spec"]
+    step = next(t for t in template["templates"] if "container" in t)
+    values = {"{{workflow.parameters.%s}}" % p["name"]: p.get("value") for p in template["arguments"]["parameters"]}
+    values |= {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": workflow}
+
+    def fill(value):
+        for marker, actual in values.items():
+            value = value.replace(marker, str(actual))
+        return value
+    given = {p["name"]: p.get("value") for p in step.get("inputs", {}).get("parameters", [])}
+    entry = next(t for t in template["templates"] if t["name"] == template["entrypoint"])
+    for call in (c for group in entry.get("steps", []) for c in group if c["template"] == step["name"]):
+        given |= {p["name"]: fill(p["value"]) for p in call.get("arguments", {}).get("parameters", [])}
+    values |= {"{{inputs.parameters.%s}}" % k: v for k, v in (given | (inputs or {})).items()}
+    env = {var["name"]: fill(var["value"]).replace("/tmp", str(tmp)) for var in step["container"]["env"]}
+    assert step["container"]["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
+    return template, step["container"], env
+
+
 def smoke_probe(mode, env):
     """The smoke check's probe (roles/smoke/files/smoke_checks.py) in mode, started; finish() waits for it."""
     smoke = ROOT / "roles" / "smoke" / "files" / "smoke_checks.py"
@@ -382,17 +406,8 @@ def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it
     probes need nothing the step leaves, so they run while it trains."""
     port, docs, work, (endpoint, s3) = server.port, server.docs, server.work, server.object_store
     login = users["training"]
-    template = docs[("WorkflowTemplate", "train-iris")]["spec"]
-    step = next(t for t in template["templates"] if t["name"] == "fit")["container"]
+    template, step, env = step_env(docs, "train-iris", {}, "train-iris-x7k2p", work / "step-tmp")
     assert step["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}] and "nvidia.com/gpu" not in str(step["resources"])
-    parameters = {p["name"]: p["value"] for p in template["arguments"]["parameters"]}
-    values = {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": "train-iris-x7k2p"}
-    env = {}
-    for var in step["env"]:
-        value = var["value"]
-        for marker, actual in values.items():
-            value = value.replace(marker, actual)
-        env[var["name"]] = value.replace("/tmp", str(work / "step-tmp"))
     client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]}
     script = work / "train_iris.py"
     script.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
@@ -569,28 +584,14 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]}
     base = dict(os.environ, **client, **s3_env(endpoint), MLFLOW_S3_ENDPOINT_URL=endpoint)
 
-    def step_env(name, parameters, workflow):
-        template = docs[("WorkflowTemplate", name)]["spec"]
-        container = next(t for t in template["templates"] if "container" in t)["container"]
-        values = {"{{workflow.parameters.%s}}" % p["name"]: p.get("value") for p in template["arguments"]["parameters"]}
-        values |= {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": workflow}
-        env = {}
-        for var in container["env"]:
-            value = var["value"]
-            for marker, actual in values.items():
-                value = value.replace(marker, str(actual))
-            env[var["name"]] = value.replace("/tmp", str(tmp_path))
-        assert container["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
-        return template, container, env
-
-    _, _, train_env = step_env("train-iris", {"model-name": "iris-drift"}, "train-iris-d1")
+    _, _, train_env = step_env(docs, "train-iris", {"model-name": "iris-drift"}, "train-iris-d1", tmp_path)
     train = tmp_path / "train_iris.py"
     train.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
     trained = subprocess.run([sys.executable, str(train)], env=dict(base, **train_env), capture_output=True, text=True, timeout=300, check=False)
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
     version = json.loads(trained.stdout.strip().splitlines()[-1])["model_version"]
 
-    template, container, env = step_env("model-drift", {"model": "iris-drift", "version": version}, "drift-iris-drift-1")
+    template, container, env = step_env(docs, "model-drift", {"model": "iris-drift", "version": version}, "drift-iris-drift-1", tmp_path)
     assert template["serviceAccountName"] == "model-drift" and container["command"] == ["python", "/scripts/model_drift.py"]
     assert template["templates"][0]["metadata"]["labels"] == {"app.kubernetes.io/name": "model-drift"}
     assert env["LOG_BUCKET"] == "inference-logs" and env["LOGGER_URL"] == "http://inference-logger.ml-serving.svc.cluster.local"
@@ -633,3 +634,40 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     status, body = request(port, "GET", f"/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=reference", login)
     assert [f["path"] for f in json.loads(body)["files"]] == ["reference/reference.json"]
     assert outcome["reference_rows"] == 120
+
+    # Retraining on current data (docs/lifecycle.md, "Automated retraining"): the same fit
+    # step, as retrain-<model> calls it, trains on a CSV in the training-datasets bucket (the
+    # iris rows moved where the requests above went) and scores the serving version's model
+    # on the same held-out rows; the result carries what the retraining's decide step reads.
+    import io
+
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import train_test_split
+
+    iris = load_iris()
+    shifted = iris.data + np.array([2.0, 1.0, 2.5, 0.8])
+    frame = "\n".join([",".join(iris.feature_names + ["target"])] + [",".join(map(str, list(r) + [t])) for r, t in zip(shifted.round(3), iris.target)])
+    s3.put_object(Bucket="training-datasets", Key="iris-drift/current.csv", Body=frame.encode())
+    serving = json.loads(trained.stdout.strip().splitlines()[-1])["serving_uri"]
+    retrain_tmp = tmp_path / "retrain"
+    _, _, retrain_env = step_env(docs, "train-iris", {}, "retrain-iris-drift-x1", retrain_tmp,
+                                 inputs={"model-name": "iris-drift", "data-uri": "s3://training-datasets/iris-drift/current.csv",
+                                         "serving-uri": serving, "run-name": "retrain-iris-drift-x1"})
+    retrained = subprocess.run([sys.executable, str(train)], env=dict(base, **retrain_env), capture_output=True, text=True, timeout=300, check=False)
+    assert retrained.returncode == 0, retrained.stdout[-2000:] + retrained.stderr[-3000:]
+    result = json.loads((retrain_tmp / "outputs" / "result.json").read_text())
+    assert result["metric"] == "accuracy" and result["model_version"] == str(int(version) + 1)
+    assert result["serving_uri"] == "s3://kserve-models/iris-drift/retrain-iris-drift-x1"
+    # The serving model's score is its accuracy on the new model's held-out rows of the current data.
+    old = joblib.load(io.BytesIO(s3.get_object(Bucket="kserve-models", Key=serving.split("/", 3)[3] + "/model.joblib")["Body"].read()))
+    _, x_test, _, y_test = train_test_split(np.array(shifted.round(3)), iris.target, test_size=0.2, random_state=42, stratify=iris.target)
+    assert result["serving_score"] == float(old.score(x_test, y_test)) and result["serving_score"] < 0.5 < 0.9 < result["score"]
+    status, body = request(port, "GET", f"/api/2.0/mlflow/runs/get?run_id={result['run_id']}", login)
+    run = json.loads(body)["run"]["data"]
+    assert {m["key"]: m["value"] for m in run["metrics"]} == {"accuracy": result["score"], "serving_accuracy": result["serving_score"]}
+    assert {p["key"]: p["value"] for p in run["params"]}["data_uri"] == "s3://training-datasets/iris-drift/current.csv"
+    # Its training reference is the current data: what the next drift job compares requests with.
+    key = f"{json.loads(body)['run']['info']['experiment_id']}/{result['run_id']}/artifacts/reference/reference.json"
+    reference = json.loads(s3.get_object(Bucket="mlflow-artifacts", Key=key)["Body"].read())
+    assert len(reference["rows"]) == 120 and min(row[2] for row in reference["rows"]) >= 3.5
