@@ -511,7 +511,8 @@ def test_the_rollout_analysis_step_steps_a_good_canary_up_rolls_a_bad_one_back_a
     # delivery renders ACT "true", the only difference, which the good candidate runs with.
     assert env["ACT"] == "false" and env["MODE"] == "raw" and env["PROMETHEUS_URL"].endswith(".monitoring.svc.cluster.local:9090")
     script = tmp_path / "rollout_analysis.py"
-    script.write_text(docs[("ConfigMap", "rollout-analysis")]["data"]["rollout_analysis.py"])
+    for name, text in docs[("ConfigMap", "rollout-analysis")]["data"].items():  # with platform_api.py beside it, as in the pod
+        (tmp_path / name).write_text(text)
     (tmp_path / "sa").mkdir()
     (tmp_path / "sa" / "token").write_text("service-account-token")
     # The model and its versions (1 serves, 2 to 4 are candidates), registered by the training user as train-iris does.
@@ -593,7 +594,7 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
 
     template, container, env = step_env(docs, "model-drift", {"model": "iris-drift", "version": version}, "drift-iris-drift-1", tmp_path)
     assert template["serviceAccountName"] == "model-drift" and container["command"] == ["python", "/scripts/model_drift.py"]
-    assert template["templates"][0]["metadata"]["labels"] == {"app.kubernetes.io/name": "model-drift"}
+    assert next(t for t in template["templates"] if t["name"] == "judge")["metadata"]["labels"] == {"app.kubernetes.io/name": "model-drift"}
     assert env["LOG_BUCKET"] == "inference-logs" and env["LOGGER_URL"] == "http://inference-logger.ml-serving.svc.cluster.local"
     assert env["WINDOW_SECONDS"] == "86400" and env["MIN_ROWS"] == "100" and env["DRIFT_SHARE"] == "0.5"
     s3.create_bucket(Bucket="inference-logs")
@@ -620,6 +621,8 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     outcome = json.loads((tmp_path / "result.json").read_text())
     assert outcome["status"] == "judged" and outcome["rows"] == 200 and outcome["data_drift"] is True and outcome["drift_share"] == 1.0
     assert outcome["prediction"]["drifted"] is True
+    # What the drift job's next step reads: the inputs drifted, so it starts the model's retraining.
+    assert (tmp_path / "drifted").read_text() == "true"
     assert f'model_data_drift{{model="iris-drift",version="{version}"}} 1.0' in text
     assert f'model_drift_feature_drifted{{model="iris-drift",version="{version}",feature="petal length (cm)"}} 1.0' in text
     # The report is an artifact of a run in the experiment model-drift, and the version says so.

@@ -138,6 +138,13 @@ RETRAIN_KEYS = {"on_drift": "true or false", "schedule": "a cron schedule, or \"
 TEMPLATE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+def _bool(value):
+    """True or False of a YAML boolean, or of "true"/"false" as -e key=value gives it; None otherwise."""
+    if isinstance(value, bool):
+        return value
+    return {"true": True, "false": False}.get(value.lower()) if isinstance(value, str) else None
+
+
 def _schedule_problem(variable, schedule):
     if schedule == "":
         return None
@@ -159,7 +166,7 @@ def retrain_problems(settings, bucket="training-datasets"):
     values); bucket: the training-datasets bucket (platform_buckets.training_datasets)."""
     found = []
     for name in ("orchestration_retrain_on_drift", "orchestration_retrain_approval"):
-        if not isinstance(settings.get(name), bool):
+        if _bool(settings.get(name)) is None:
             found.append(f"{name}: {settings.get(name)!r} must be true or false. Fix: write it unquoted, such as {name}: true.")
     problem = _schedule_problem("orchestration_retrain_schedule", settings.get("orchestration_retrain_schedule"))
     if problem:
@@ -187,7 +194,7 @@ def retrain_problems(settings, bucket="training-datasets"):
                 found.append(f"{variable}: {key!r} is not a retraining setting. Fix: use only "
                              + "; ".join(f"{k} ({v})" for k, v in RETRAIN_KEYS.items()) + ".")
         for key in ("on_drift", "approval"):
-            if key in overrides and not isinstance(overrides[key], bool):
+            if key in overrides and _bool(overrides[key]) is None:
                 found.append(f"{variable}.{key}: {overrides[key]!r} must be true or false. Fix: write it unquoted.")
         problem = _schedule_problem(f"{variable}.schedule", overrides.get("schedule", ""))
         if problem:
@@ -207,9 +214,9 @@ def retrain_settings(settings, model, bucket="training-datasets"):
     template, data_uri, min_interval_seconds, min_improvement}; enabled when drift or a
     schedule starts it. The data defaults to s3://<bucket>/<model>/current.csv."""
     overrides = (settings.get("orchestration_retrain_models") or {}).get(model) or {}
-    chosen = {"on_drift": overrides.get("on_drift", settings.get("orchestration_retrain_on_drift", True)),
+    chosen = {"on_drift": bool(_bool(overrides.get("on_drift", settings.get("orchestration_retrain_on_drift", True)))),
               "schedule": overrides.get("schedule", settings.get("orchestration_retrain_schedule", "")),
-              "approval": overrides.get("approval", settings.get("orchestration_retrain_approval", False)),
+              "approval": bool(_bool(overrides.get("approval", settings.get("orchestration_retrain_approval", False)))),
               "template": overrides.get("template", f"train-{model}"),
               "data_uri": overrides.get("data_uri", f"s3://{bucket}/{model}/current.csv"),
               "min_interval_seconds": duration_seconds(settings.get("orchestration_retrain_min_interval", "24h")),

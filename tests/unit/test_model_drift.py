@@ -192,6 +192,9 @@ def test_the_default_retraining_settings_pass_and_apply_to_every_model():
     assert (iris["on_drift"], iris["schedule"], iris["approval"], iris["data_uri"], iris["enabled"]) == (False, "@weekly", True, "", True)
     off = ro.retrain_settings(dict(RETRAIN, orchestration_retrain_on_drift=False), "iris")
     assert off["enabled"] is False
+    # As -e orchestration_retrain_on_drift=false gives it: a string.
+    assert ro.retrain_problems(dict(RETRAIN, orchestration_retrain_on_drift="false")) == []
+    assert ro.retrain_settings(dict(RETRAIN, orchestration_retrain_on_drift="false"), "iris")["enabled"] is False
 
 
 @pytest.mark.parametrize("change, expect", [
