@@ -88,3 +88,12 @@ def test_the_promote_time_documents_are_filled_in_for_the_new_version(retrain):
     text = '[{"metadata": {"name": "rollout-iris-__RETRAIN_VERSION__"}, "spec": {"storageUri": "__RETRAIN_STORAGE_URI__"}}]'
     assert retrain.filled(text, "7", "s3://kserve-models/iris/retrain-iris-x") == [
         {"metadata": {"name": "rollout-iris-7"}, "spec": {"storageUri": "s3://kserve-models/iris/retrain-iris-x"}}]
+
+
+def test_the_rest_paths_of_the_kinds_the_steps_touch():
+    api = load_script("roles/orchestration/files/platform_api.py")
+    assert api.resource_path("cilium.io/v2", "CiliumNetworkPolicy", "ml-serving", "iris-rollout") == \
+        "/apis/cilium.io/v2/namespaces/ml-serving/ciliumnetworkpolicies/iris-rollout"
+    assert api.resource_path("serving.kserve.io/v1beta1", "InferenceService", "ml-serving") == \
+        "/apis/serving.kserve.io/v1beta1/namespaces/ml-serving/inferenceservices"
+    assert api.resource_path("v1", "ConfigMap", "ml-training", "x") == "/api/v1/namespaces/ml-training/configmaps/x"

@@ -27,15 +27,26 @@ def call(url, method="GET", body=None, headers=None, context=None, content_type=
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
         request.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(request, timeout=30, context=context) as response:
-        return json.loads(response.read().decode() or "null")
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return json.loads(response.read().decode() or "null")
+    except urllib.error.HTTPError as err:
+        # The server's own words (a Kubernetes Status message, MLflow's error) in the error.
+        try:
+            detail = json.loads(err.read().decode() or "{}")
+            err.msg = f"{err.msg}: {detail.get('message') or detail}"
+        except ValueError:
+            pass
+        err.msg = f"{method} {url.split('?')[0]}: {err.msg}"
+        raise
 
 
 def resource_path(api_version, kind, namespace, name=None):
-    """The REST path of a namespaced kind (its plural the kind in lower case with an s,
-    as for every kind these scripts touch)."""
+    """The REST path of a namespaced kind (its plural the kind in lower case with an s, a
+    final y as ies, as for every kind these scripts touch)."""
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    path = f"{base}/namespaces/{namespace}/{kind.lower()}s"
+    plural = kind.lower()[:-1] + "ies" if kind.endswith("y") else kind.lower() + "s"
+    path = f"{base}/namespaces/{namespace}/{plural}"
     return f"{path}/{name}" if name else path
 
 
