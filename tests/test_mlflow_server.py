@@ -674,3 +674,59 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     key = f"{json.loads(body)['run']['info']['experiment_id']}/{result['run_id']}/artifacts/reference/reference.json"
     reference = json.loads(s3.get_object(Bucket="mlflow-artifacts", Key=key)["Body"].read())
     assert len(reference["rows"]) == 120 and min(row[2] for row in reference["rows"]) >= 3.5
+
+    # The retraining's guard and decide steps (retrain-<model>, rendered in the model's layer:
+    # here their script from the orchestration layer's ConfigMap) on the real registry: the
+    # guard records the start on the registered model and refuses a second within the minimum
+    # interval; decide judges the new version better than the serving one and tags it.
+    scripts = tmp_path / "retrain-scripts"
+    scripts.mkdir()
+    for name, text in docs[("ConfigMap", "retrain")]["data"].items():
+        (scripts / name).write_text(text)
+    (tmp_path / "sa-retrain").mkdir()
+    (tmp_path / "sa-retrain" / "token").write_text("retrain-token")
+    kube = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoInferenceServices)
+    threading.Thread(target=kube.serve_forever, daemon=True).start()
+    step_base = dict(base, MODEL="iris-drift", WORKFLOW_NAME="retrain-iris-drift-x1", TRIGGER="drift", KUBE_API_URL=f"http://127.0.0.1:{kube.server_address[1]}",
+                     SA_DIR=str(tmp_path / "sa-retrain"))
+
+    def step(command, **env):
+        out = tmp_path / f"out-{command}"
+        done = subprocess.run([sys.executable, str(scripts / "retrain.py"), command], env=dict(step_base, OUTPUT_DIR=str(out), **env),
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        assert login[1] not in done.stdout + done.stderr
+        return {f.name: f.read_text() for f in out.iterdir()}
+    try:
+        guard = dict(NAMESPACE="ml-serving", MODE="raw", MIN_INTERVAL_SECONDS="86400")
+        assert step("guard", **guard)["proceed"] == "true"
+        second = step("guard", **guard)
+        assert second["proceed"] == "false" and "less than the minimum interval of 86400 s" in second["reason"]
+    finally:
+        kube.shutdown()
+    status, body = request(port, "GET", "/api/2.0/mlflow/registered-models/get?name=iris-drift", login)
+    model_tags = {t["key"]: t["value"] for t in json.loads(body)["registered_model"]["tags"]}
+    assert model_tags["retrain_workflow"] == "retrain-iris-drift-x1" and model_tags["retrain_trigger"] == "drift"
+    assert abs(int(model_tags["retrain_started_at"]) - time.time()) < 300 and model_tags["retrain_skipped_reason"] == second["reason"]
+    decided = step("decide", RESULT=json.dumps(result), MIN_IMPROVEMENT="0.01", DELIVERY="direct", APPROVAL="false")
+    assert decided["decision"] == "canary" and decided["version"] == result["model_version"] and decided["storage-uri"] == result["serving_uri"]
+    status, body = request(port, "GET", f"/api/2.0/mlflow/model-versions/get?name=iris-drift&version={result['model_version']}", login)
+    tags = {t["key"]: t["value"] for t in json.loads(body)["model_version"]["tags"]}
+    assert tags["retrain_decision"] == "canary" and tags["retrain_reason"] == decided["reason"] and tags["retrain_trigger"] == "drift"
+    assert tags["retrain_workflow"] == "retrain-iris-drift-x1"
+
+
+class NoInferenceServices(http.server.BaseHTTPRequestHandler):
+    """The Kubernetes API as the retraining's guard asks it, with no rollout in progress: no
+    InferenceService <model>-canary (404), for the ServiceAccount's token only."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        assert self.headers["Authorization"] == "Bearer retrain-token"
+        assert self.path == "/apis/serving.kserve.io/v1beta1/namespaces/ml-serving/inferenceservices/iris-drift-canary", self.path
+        self.send_response(404)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
