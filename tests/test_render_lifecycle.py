@@ -617,10 +617,17 @@ def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion
     shutil.copy(server.kubeconfig, state / "admin.conf")
     (state / "admin.conf").chmod(0o600)
     promote_direct = [tool("ansible-playbook"), "playbooks/promote.yml", "-i", "inventories/production", "-e", "promote_model=iris"]
-    ok(run([*promote_direct, "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"], cwd=project))
+    approval = ("-e", '{"orchestration_retrain_models": {"iris": {"approval": true}}}')
+    ok(run([*promote_direct, *approval, "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"], cwd=project))
     template = api_get(server, "/apis/argoproj.io/v1alpha1/namespaces/ml-training/workflowtemplates/retrain-iris")
-    run_steps = next(t for t in template["spec"]["templates"] if t["name"] == "run")["steps"]
-    assert [group[0]["name"] for group in run_steps] == ["train", "decide", "canary"]
+    templates = {t["name"]: t for t in template["spec"]["templates"]}
+    assert [group[0]["name"] for group in templates["run"]["steps"]] == ["train", "decide", "approve", "canary"]
+    assert templates["approve"]["suspend"] == {} and "envFrom" not in templates["canary"]["container"]
+    assert {e["name"]: e["value"] for e in templates["decide"]["container"]["env"]}["APPROVAL"] == "true"
+    assert validate(dict(template, metadata={k: template["metadata"][k] for k in ("name", "namespace", "labels", "annotations")}), KUBERNETES) == []
+    role = api_get(server, "/apis/rbac.authorization.k8s.io/v1/namespaces/ml-serving/roles/retrain-iris")
+    assert sorted((r["resources"][0], tuple(r["resourceNames"])) for r in role["rules"]) == [
+        ("ciliumnetworkpolicies", ("iris-rollout",)), ("httproutes", ("iris",)), ("inferenceservices", ("iris", "iris-canary"))]
     assert retraining_problems([dict(template, kind="WorkflowTemplate")], "s3://kserve-models/iris/train-iris-a") == []
     stored = api_get(server, "/api/v1/namespaces/ml-training/configmaps/retrain-iris")["data"]
 
@@ -679,6 +686,18 @@ def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion
                 api_get(server, paths[doc["kind"]] + doc["metadata"]["name"])
             assert gone.value.code == 404, doc["kind"]
     assert api_get(server, paths["InferenceService"] + "iris")["metadata"]["annotations"]["platform.ml/model-version"] == "3"
+
+    # Serverless: the canary is the InferenceService <model> with KServe's canaryTrafficPercent,
+    # the only object the step applies and may apply.
+    serverless = ("-e", "serving_deployment_mode=serverless", "-e", "promote_model=fraud")
+    ok(run([*promote_direct[:-2], *serverless, "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"], cwd=project))
+    documents = api_get(server, "/api/v1/namespaces/ml-training/configmaps/retrain-fraud")["data"]["documents.json"]
+    ok(promote(tree, *serverless, "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
+    ok(promote(tree, *serverless, "-e", "promote_version=2", "-e", "promote_storage_uri=s3://kserve-models/fraud/b", "-e", "promote_strategy=canary"))
+    expected = [d for d in model_docs(tree, "fraud") if d["kind"] == "InferenceService"]
+    assert retrain.filled(documents, "2", "s3://kserve-models/fraud/b") == expected and expected[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    role = api_get(server, "/apis/rbac.authorization.k8s.io/v1/namespaces/ml-serving/roles/retrain-fraud")
+    assert [(r["resources"], r["resourceNames"], r["verbs"]) for r in role["rules"]] == [(["inferenceservices"], ["fraud"], ["create", "patch"])]
 
     # The drift job's account may start a retraining of a model: a Workflow that only names
     # retrain-<model> and passes it parameters. Anything else it would create is refused.
