@@ -97,3 +97,31 @@ def test_the_rest_paths_of_the_kinds_the_steps_touch():
     assert api.resource_path("serving.kserve.io/v1beta1", "InferenceService", "ml-serving") == \
         "/apis/serving.kserve.io/v1beta1/namespaces/ml-serving/inferenceservices"
     assert api.resource_path("v1", "ConfigMap", "ml-training", "x") == "/api/v1/namespaces/ml-training/configmaps/x"
+
+
+class Registry:
+    """MLflow's registry as decide() tags it: every tag kept."""
+    tags = {}
+
+    def tag_version(self, model, version, tags):
+        Registry.tags[(model, version)] = dict(tags)
+
+
+@pytest.mark.parametrize("delivery, approval, says", [
+    ("gitops", "false", "start its canary with ansible-playbook playbooks/promote.yml -e promote_model=iris -e promote_version=5 "
+                        "-e promote_storage_uri=s3://kserve-models/iris/r -e promote_strategy=canary"),
+    ("direct", "true", "its canary waits for approval: argo resume retrain-iris-abc (argo stop refuses it)"),
+])
+def test_decide_records_the_decision_and_says_how_the_canary_starts(retrain, monkeypatch, tmp_path, delivery, approval, says):
+    import json
+
+    monkeypatch.setattr(retrain, "MLflow", Registry)
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path))
+    env = {"MODEL": "iris", "RESULT": json.dumps(result(0.97, 0.9)), "MIN_IMPROVEMENT": "0.01", "DELIVERY": delivery, "APPROVAL": approval,
+           "TRIGGER": "drift", "WORKFLOW_NAME": "retrain-iris-abc"}
+    assert retrain.decide(env) == 0
+    outputs = {f.name: f.read_text() for f in tmp_path.iterdir()}
+    assert outputs["decision"] == "canary" and outputs["version"] == "5" and outputs["storage-uri"] == "s3://kserve-models/iris/r"
+    assert says in outputs["reason"]
+    assert Registry.tags[("iris", "5")] == {"retrain_decision": "canary", "retrain_reason": outputs["reason"], "retrain_trigger": "drift",
+                                            "retrain_workflow": "retrain-iris-abc"}
