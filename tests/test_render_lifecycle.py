@@ -357,14 +357,15 @@ def install_crds(server, files, documents=()):
 def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_second_run_changes_nothing(apiserver, tmp_path):
     """promote.yml in direct delivery (the default), as the README gives it, against a real API
     server holding the pinned KServe and Argo Workflows CRDs: the InferenceService with its
-    logger, the drift job and the dashboard are accepted and applied under the platform's field
+    logger, the drift job, the dashboard and the retraining (retrain-iris, its ConfigMap and Role) are accepted and applied under the platform's field
     manager, and a second run reports no change."""
     from apiserver import kubectl
 
     from conftest import project_copy, run, state_dir, tool
 
     server = apiserver
-    install_crds(server, [CRD_DIR / "kserve" / "serving.kserve.io_inferenceservices.yaml", CRD_DIR / "argo-workflows" / "argoproj.io_cronworkflows.yaml"])
+    install_crds(server, [CRD_DIR / "kserve" / "serving.kserve.io_inferenceservices.yaml", CRD_DIR / "argo-workflows" / "argoproj.io_cronworkflows.yaml",
+                          CRD_DIR / "argo-workflows" / "argoproj.io_workflowtemplates.yaml"])
     project = project_copy(tmp_path / "project")
     state = state_dir(project, "production")
     state.mkdir(parents=True)
@@ -377,14 +378,17 @@ def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_seco
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", second.stdout), second.stdout[-3000:]
     got = {}
     for kind, namespace, name in (("inferenceservice", "ml-serving", "iris"), ("cronworkflow", "ml-training", "drift-iris"),
-                                  ("configmap", "ml-serving", "dashboard-model-iris")):
+                                  ("configmap", "ml-serving", "dashboard-model-iris"), ("workflowtemplate", "ml-training", "retrain-iris"),
+                                  ("configmap", "ml-training", "retrain-iris")):
         read = kubectl(server, "get", kind, "-n", namespace, name, "-o", "json", "--show-managed-fields")
         assert read.returncode == 0, (kind, read.stderr, first.stdout[-2000:])
-        got[kind] = json.loads(read.stdout)
-        assert any(m["manager"] == "ml-platform" and m["operation"] == "Apply" for m in got[kind]["metadata"]["managedFields"]), kind
-    assert got["inferenceservice"]["spec"]["predictor"]["logger"] == {"mode": "all", "url": LOGGER_URL}
-    assert monitoring_problems([dict(got[k], kind=kind) for k, kind in (("inferenceservice", "InferenceService"),
-                                ("cronworkflow", "CronWorkflow"), ("configmap", "ConfigMap"))]) == []
+        got[kind, name] = json.loads(read.stdout)
+        assert any(m["manager"] == "ml-platform" and m["operation"] == "Apply" for m in got[kind, name]["metadata"]["managedFields"]), kind
+    assert got["inferenceservice", "iris"]["spec"]["predictor"]["logger"] == {"mode": "all", "url": LOGGER_URL}
+    assert monitoring_problems([dict(got[key], kind=kind) for key, kind in ((("inferenceservice", "iris"), "InferenceService"),
+                                (("cronworkflow", "drift-iris"), "CronWorkflow"), (("configmap", "dashboard-model-iris"), "ConfigMap"))]) == []
+    assert retraining_problems([dict(got["workflowtemplate", "retrain-iris"], kind="WorkflowTemplate")],
+                               "s3://kserve-models/iris/train-iris-x7k2p") == []
 
 
 # ---- automated retraining (docs/lifecycle.md, "Automated retraining")
