@@ -102,6 +102,10 @@ def declaration_problems(layer, charts, manifests=None):
     for item in layer.get("ready") or []:
         if item.get("kind") not in READY_KINDS:
             problems.append(f"layer {name}: cannot wait for kind {item.get('kind')}")
+    # Kinds applied for the layer by something else, which direct mode's prune searches.
+    for item in layer.get("may_hold") or []:
+        if not isinstance(item, Mapping) or not item.get("apiVersion") or not item.get("kind"):
+            problems.append(f"layer {name}: may_hold entry {item!r} needs apiVersion and kind")
     return problems
 
 
