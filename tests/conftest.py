@@ -246,10 +246,14 @@ def project(tmp_path) -> Path:
 
 def load_script(relative):
     """A role's script (roles/<role>/files/<name>.py, shipped to pods in a ConfigMap) imported as a
-    module, for tests of its functions."""
+    module, for tests of its functions; the modules shipped beside it in its ConfigMap (such as
+    platform_api.py) import as they do in the pod, from the script's own directory."""
     import importlib.util
+    import sys
 
     path = ROOT / relative
+    if str(path.parent) not in sys.path:
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

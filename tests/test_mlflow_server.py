@@ -370,6 +370,30 @@ def s3_env(endpoint, prefix=""):
             f"{prefix}AWS_ENDPOINT_URL": endpoint, f"{prefix}AWS_REGION": "us-east-1"}
 
 
+def step_env(docs, name, parameters, workflow, tmp, inputs=None):
+    """(template spec, container, environment) of the one container step of a rendered
+    WorkflowTemplate as Argo would run it: {{workflow.parameters.*}} from the template's
+    arguments under parameters, {{workflow.name}} = workflow, {{inputs.parameters.*}} from
+    the step's input defaults under what the entry step passes under inputs; /tmp is tmp."""
+    template = docs[("WorkflowTemplate", name)]["spec"]
+    step = next(t for t in template["templates"] if "container" in t)
+    values = {"{{workflow.parameters.%s}}" % p["name"]: p.get("value") for p in template["arguments"]["parameters"]}
+    values |= {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": workflow}
+
+    def fill(value):
+        for marker, actual in values.items():
+            value = value.replace(marker, str(actual))
+        return value
+    given = {p["name"]: p.get("value") for p in step.get("inputs", {}).get("parameters", [])}
+    entry = next(t for t in template["templates"] if t["name"] == template["entrypoint"])
+    for call in (c for group in entry.get("steps", []) for c in group if c["template"] == step["name"]):
+        given |= {p["name"]: fill(p["value"]) for p in call.get("arguments", {}).get("parameters", [])}
+    values |= {"{{inputs.parameters.%s}}" % k: v for k, v in (given | (inputs or {})).items()}
+    env = {var["name"]: fill(var["value"]).replace("/tmp", str(tmp)) for var in step["container"]["env"]}
+    assert step["container"]["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
+    return template, step["container"], env
+
+
 def smoke_probe(mode, env):
     """The smoke check's probe (roles/smoke/files/smoke_checks.py) in mode, started; finish() waits for it."""
     smoke = ROOT / "roles" / "smoke" / "files" / "smoke_checks.py"
@@ -382,17 +406,8 @@ def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it
     probes need nothing the step leaves, so they run while it trains."""
     port, docs, work, (endpoint, s3) = server.port, server.docs, server.work, server.object_store
     login = users["training"]
-    template = docs[("WorkflowTemplate", "train-iris")]["spec"]
-    step = next(t for t in template["templates"] if t["name"] == "fit")["container"]
+    template, step, env = step_env(docs, "train-iris", {}, "train-iris-x7k2p", work / "step-tmp")
     assert step["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}] and "nvidia.com/gpu" not in str(step["resources"])
-    parameters = {p["name"]: p["value"] for p in template["arguments"]["parameters"]}
-    values = {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": "train-iris-x7k2p"}
-    env = {}
-    for var in step["env"]:
-        value = var["value"]
-        for marker, actual in values.items():
-            value = value.replace(marker, actual)
-        env[var["name"]] = value.replace("/tmp", str(work / "step-tmp"))
     client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]}
     script = work / "train_iris.py"
     script.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
@@ -496,7 +511,8 @@ def test_the_rollout_analysis_step_steps_a_good_canary_up_rolls_a_bad_one_back_a
     # delivery renders ACT "true", the only difference, which the good candidate runs with.
     assert env["ACT"] == "false" and env["MODE"] == "raw" and env["PROMETHEUS_URL"].endswith(".monitoring.svc.cluster.local:9090")
     script = tmp_path / "rollout_analysis.py"
-    script.write_text(docs[("ConfigMap", "rollout-analysis")]["data"]["rollout_analysis.py"])
+    for name, text in docs[("ConfigMap", "rollout-analysis")]["data"].items():  # with platform_api.py beside it, as in the pod
+        (tmp_path / name).write_text(text)
     (tmp_path / "sa").mkdir()
     (tmp_path / "sa" / "token").write_text("service-account-token")
     # The model and its versions (1 serves, 2 to 4 are candidates), registered by the training user as train-iris does.
@@ -569,30 +585,16 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     client = {"MLFLOW_TRACKING_URI": f"http://localhost:{port}", "MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]}
     base = dict(os.environ, **client, **s3_env(endpoint), MLFLOW_S3_ENDPOINT_URL=endpoint)
 
-    def step_env(name, parameters, workflow):
-        template = docs[("WorkflowTemplate", name)]["spec"]
-        container = next(t for t in template["templates"] if "container" in t)["container"]
-        values = {"{{workflow.parameters.%s}}" % p["name"]: p.get("value") for p in template["arguments"]["parameters"]}
-        values |= {"{{workflow.parameters.%s}}" % k: v for k, v in parameters.items()} | {"{{workflow.name}}": workflow}
-        env = {}
-        for var in container["env"]:
-            value = var["value"]
-            for marker, actual in values.items():
-                value = value.replace(marker, str(actual))
-            env[var["name"]] = value.replace("/tmp", str(tmp_path))
-        assert container["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
-        return template, container, env
-
-    _, _, train_env = step_env("train-iris", {"model-name": "iris-drift"}, "train-iris-d1")
+    _, _, train_env = step_env(docs, "train-iris", {"model-name": "iris-drift"}, "train-iris-d1", tmp_path)
     train = tmp_path / "train_iris.py"
     train.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
     trained = subprocess.run([sys.executable, str(train)], env=dict(base, **train_env), capture_output=True, text=True, timeout=300, check=False)
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
     version = json.loads(trained.stdout.strip().splitlines()[-1])["model_version"]
 
-    template, container, env = step_env("model-drift", {"model": "iris-drift", "version": version}, "drift-iris-drift-1")
+    template, container, env = step_env(docs, "model-drift", {"model": "iris-drift", "version": version}, "drift-iris-drift-1", tmp_path)
     assert template["serviceAccountName"] == "model-drift" and container["command"] == ["python", "/scripts/model_drift.py"]
-    assert template["templates"][0]["metadata"]["labels"] == {"app.kubernetes.io/name": "model-drift"}
+    assert next(t for t in template["templates"] if t["name"] == "judge")["metadata"]["labels"] == {"app.kubernetes.io/name": "model-drift"}
     assert env["LOG_BUCKET"] == "inference-logs" and env["LOGGER_URL"] == "http://inference-logger.ml-serving.svc.cluster.local"
     assert env["WINDOW_SECONDS"] == "86400" and env["MIN_ROWS"] == "100" and env["DRIFT_SHARE"] == "0.5"
     s3.create_bucket(Bucket="inference-logs")
@@ -619,6 +621,8 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     outcome = json.loads((tmp_path / "result.json").read_text())
     assert outcome["status"] == "judged" and outcome["rows"] == 200 and outcome["data_drift"] is True and outcome["drift_share"] == 1.0
     assert outcome["prediction"]["drifted"] is True
+    # What the drift job's next step reads: the inputs drifted, so it starts the model's retraining.
+    assert (tmp_path / "drifted").read_text() == "true"
     assert f'model_data_drift{{model="iris-drift",version="{version}"}} 1.0' in text
     assert f'model_drift_feature_drifted{{model="iris-drift",version="{version}",feature="petal length (cm)"}} 1.0' in text
     # The report is an artifact of a run in the experiment model-drift, and the version says so.
@@ -633,3 +637,96 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     status, body = request(port, "GET", f"/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=reference", login)
     assert [f["path"] for f in json.loads(body)["files"]] == ["reference/reference.json"]
     assert outcome["reference_rows"] == 120
+
+    # Retraining on current data (docs/lifecycle.md, "Automated retraining"): the same fit
+    # step, as retrain-<model> calls it, trains on a CSV in the training-datasets bucket (the
+    # iris rows moved where the requests above went) and scores the serving version's model
+    # on the same held-out rows; the result carries what the retraining's decide step reads.
+    import io
+
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import train_test_split
+
+    iris = load_iris()
+    shifted = iris.data + np.array([2.0, 1.0, 2.5, 0.8])
+    frame = "\n".join([",".join(iris.feature_names + ["target"])] + [",".join(map(str, list(r) + [t])) for r, t in zip(shifted.round(3), iris.target)])
+    s3.put_object(Bucket="training-datasets", Key="iris-drift/current.csv", Body=frame.encode())
+    serving = json.loads(trained.stdout.strip().splitlines()[-1])["serving_uri"]
+    retrain_tmp = tmp_path / "retrain"
+    _, _, retrain_env = step_env(docs, "train-iris", {}, "retrain-iris-drift-x1", retrain_tmp,
+                                 inputs={"model-name": "iris-drift", "data-uri": "s3://training-datasets/iris-drift/current.csv",
+                                         "serving-uri": serving, "run-name": "retrain-iris-drift-x1"})
+    retrained = subprocess.run([sys.executable, str(train)], env=dict(base, **retrain_env), capture_output=True, text=True, timeout=300, check=False)
+    assert retrained.returncode == 0, retrained.stdout[-2000:] + retrained.stderr[-3000:]
+    result = json.loads((retrain_tmp / "outputs" / "result.json").read_text())
+    assert result["metric"] == "accuracy" and result["model_version"] == str(int(version) + 1)
+    assert result["serving_uri"] == "s3://kserve-models/iris-drift/retrain-iris-drift-x1"
+    # The serving model's score is its accuracy on the new model's held-out rows of the current data.
+    old = joblib.load(io.BytesIO(s3.get_object(Bucket="kserve-models", Key=serving.split("/", 3)[3] + "/model.joblib")["Body"].read()))
+    _, x_test, _, y_test = train_test_split(np.array(shifted.round(3)), iris.target, test_size=0.2, random_state=42, stratify=iris.target)
+    assert result["serving_score"] == float(old.score(x_test, y_test)) and result["serving_score"] < 0.5 < 0.9 < result["score"]
+    status, body = request(port, "GET", f"/api/2.0/mlflow/runs/get?run_id={result['run_id']}", login)
+    run = json.loads(body)["run"]["data"]
+    assert {m["key"]: m["value"] for m in run["metrics"]} == {"accuracy": result["score"], "serving_accuracy": result["serving_score"]}
+    assert {p["key"]: p["value"] for p in run["params"]}["data_uri"] == "s3://training-datasets/iris-drift/current.csv"
+    # Its training reference is the current data: what the next drift job compares requests with.
+    key = f"{json.loads(body)['run']['info']['experiment_id']}/{result['run_id']}/artifacts/reference/reference.json"
+    reference = json.loads(s3.get_object(Bucket="mlflow-artifacts", Key=key)["Body"].read())
+    assert len(reference["rows"]) == 120 and min(row[2] for row in reference["rows"]) >= 3.5
+
+    # The retraining's guard and decide steps (retrain-<model>, rendered in the model's layer:
+    # here their script from the orchestration layer's ConfigMap) on the real registry: the
+    # guard records the start on the registered model and refuses a second within the minimum
+    # interval; decide judges the new version better than the serving one and tags it.
+    scripts = tmp_path / "retrain-scripts"
+    scripts.mkdir()
+    for name, text in docs[("ConfigMap", "retrain")]["data"].items():
+        (scripts / name).write_text(text)
+    (tmp_path / "sa-retrain").mkdir()
+    (tmp_path / "sa-retrain" / "token").write_text("retrain-token")
+    kube = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoInferenceServices)
+    threading.Thread(target=kube.serve_forever, daemon=True).start()
+    step_base = dict(base, MODEL="iris-drift", WORKFLOW_NAME="retrain-iris-drift-x1", TRIGGER="drift", KUBE_API_URL=f"http://127.0.0.1:{kube.server_address[1]}",
+                     SA_DIR=str(tmp_path / "sa-retrain"))
+
+    def step(command, **env):
+        out = tmp_path / f"out-{command}"
+        done = subprocess.run([sys.executable, str(scripts / "retrain.py"), command], env=dict(step_base, OUTPUT_DIR=str(out), **env),
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        assert login[1] not in done.stdout + done.stderr
+        return {f.name: f.read_text() for f in out.iterdir()}
+    try:
+        guard = dict(NAMESPACE="ml-serving", MODE="raw", MIN_INTERVAL_SECONDS="86400")
+        assert step("guard", **guard)["proceed"] == "true"
+        second = step("guard", **guard)
+        assert second["proceed"] == "false" and "less than the minimum interval of 86400 s" in second["reason"]
+    finally:
+        kube.shutdown()
+    status, body = request(port, "GET", "/api/2.0/mlflow/registered-models/get?name=iris-drift", login)
+    model_tags = {t["key"]: t["value"] for t in json.loads(body)["registered_model"]["tags"]}
+    assert model_tags["retrain_workflow"] == "retrain-iris-drift-x1" and model_tags["retrain_trigger"] == "drift"
+    assert abs(int(model_tags["retrain_started_at"]) - time.time()) < 300 and model_tags["retrain_skipped_reason"] == second["reason"]
+    decided = step("decide", RESULT=json.dumps(result), MIN_IMPROVEMENT="0.01", DELIVERY="direct", APPROVAL="false")
+    assert decided["decision"] == "canary" and decided["version"] == result["model_version"] and decided["storage-uri"] == result["serving_uri"]
+    status, body = request(port, "GET", f"/api/2.0/mlflow/model-versions/get?name=iris-drift&version={result['model_version']}", login)
+    tags = {t["key"]: t["value"] for t in json.loads(body)["model_version"]["tags"]}
+    assert tags["retrain_decision"] == "canary" and tags["retrain_reason"] == decided["reason"] and tags["retrain_trigger"] == "drift"
+    assert tags["retrain_workflow"] == "retrain-iris-drift-x1"
+
+
+class NoInferenceServices(http.server.BaseHTTPRequestHandler):
+    """The Kubernetes API as the retraining's guard asks it, with no rollout in progress: no
+    InferenceService <model>-canary (404), for the ServiceAccount's token only."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        assert self.headers["Authorization"] == "Bearer retrain-token"
+        assert self.path == "/apis/serving.kserve.io/v1beta1/namespaces/ml-serving/inferenceservices/iris-drift-canary", self.path
+        self.send_response(404)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")

@@ -16,8 +16,11 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
@@ -83,6 +86,8 @@ def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores
     found = by_kind(docs)
     assert sorted(found) == [("CiliumNetworkPolicy", "iris-rollout"), ("ConfigMap", "dashboard-model-iris"), ("CronWorkflow", "drift-iris"),
                              ("HTTPRoute", "iris"), ("InferenceService", "iris"), ("InferenceService", "iris-canary")]
+    # No retraining while a rollout is in progress (retrain-iris is declared again when one version serves).
+    assert {p["name"]: p["value"] for p in found[("CronWorkflow", "drift-iris")]["spec"]["workflowSpec"]["arguments"]["parameters"]}["retrain"] == "false"
     stable, candidate = found[("InferenceService", "iris")], found[("InferenceService", "iris-canary")]
     assert stable["metadata"]["annotations"]["platform.ml/model-version"] == "3"
     assert stable["spec"]["predictor"]["model"]["storageUri"] == "s3://kserve-models/iris/train-iris-a"
@@ -168,14 +173,14 @@ def monitoring_problems(docs, namespace="ml-serving"):
         if isvc["metadata"]["namespace"] == namespace and isvc["spec"]["predictor"].get("logger") != {"mode": "all", "url": LOGGER_URL}:
             found.append(f"InferenceService {name}: does not log all requests and responses to the inference-logger")
     stable = next((d for name, d in isvcs.items() if not name.endswith("-canary")), None)
-    jobs = [d for d in docs if d["kind"] == "CronWorkflow"]
+    jobs = [d for d in docs if d["kind"] == "CronWorkflow" and d["metadata"]["name"].startswith("drift-")]
     if stable is None or stable["metadata"]["namespace"] != namespace:
         return found
     model = stable["metadata"]["name"]
     if [j["metadata"]["name"] for j in jobs] != [f"drift-{model}"]:
         return found + [f"model {model}: no drift job drift-{model} (has {[j['metadata']['name'] for j in jobs]})"]
     spec = jobs[0]["spec"]
-    parameters = {p["name"]: p["value"] for p in spec["workflowSpec"]["arguments"]["parameters"]}
+    parameters = {p["name"]: p["value"] for p in spec["workflowSpec"]["arguments"]["parameters"] if p["name"] in ("model", "version")}
     if spec["workflowSpec"].get("workflowTemplateRef") != {"name": "model-drift"}:
         found.append(f"CronWorkflow drift-{model}: does not run the WorkflowTemplate model-drift")
     if spec.get("concurrencyPolicy") != "Forbid":
@@ -206,7 +211,7 @@ def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(
     # The drift job judges the stable version (3); the candidate is the rollout analysis's.
     cron = found[("CronWorkflow", "drift-iris")]
     assert cron["metadata"]["namespace"] == "ml-training" and cron["spec"]["schedules"] == ["0 * * * *"]
-    assert {p["name"]: p["value"] for p in cron["spec"]["workflowSpec"]["arguments"]["parameters"]} == {"model": "iris", "version": "3"}
+    assert {p["name"]: p["value"] for p in cron["spec"]["workflowSpec"]["arguments"]["parameters"]} == {"model": "iris", "version": "3", "retrain": "false"}
     dashboard = dashboard_of(docs)
     assert dashboard["uid"] == "ml-platform-model-iris" and dashboard["title"] == "ML platform: model iris"
     exprs = expressions(dashboard)
@@ -283,7 +288,12 @@ def test_the_inference_logger_and_the_drift_template_are_declared_as_the_monitor
     assert script == (ROOT / "roles" / "serving" / "files" / "inference_logger.py").read_text().rstrip("\n")
     assert policy_problems(layers) == []
     template = layers[("WorkflowTemplate", "model-drift")]["spec"]
-    assert template["templates"][0]["container"]["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
+    assert judge_of(template)["container"]["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
+
+
+def judge_of(spec):
+    """The model-drift WorkflowTemplate's step that judges (and talks to the inference-logger)."""
+    return next(t for t in spec["templates"] if t["name"] == "judge")
 
 
 def policy_problems(docs):
@@ -293,7 +303,7 @@ def policy_problems(docs):
     found = []
     port = next(p["containerPort"] for p in docs[("Deployment", "inference-logger")]["spec"]["template"]["spec"]["containers"][0]["ports"])
     ingress = docs[("NetworkPolicy", "inference-logger")]["spec"]["ingress"]
-    drift_labels = docs[("WorkflowTemplate", "model-drift")]["spec"]["templates"][0].get("metadata", {}).get("labels", {})
+    drift_labels = judge_of(docs[("WorkflowTemplate", "model-drift")]["spec"]).get("metadata", {}).get("labels", {})
     for rule in ingress:
         if [p["port"] for p in rule["ports"]] != [port]:
             found.append(f"inference-logger: admitted on {[p['port'] for p in rule['ports']]}, listens on {port}")
@@ -311,7 +321,7 @@ def policy_problems(docs):
 
 def test_the_policy_check_sees_a_wrong_opening(layers):
     broken = copy.deepcopy(layers)
-    broken[("WorkflowTemplate", "model-drift")]["spec"]["templates"][0]["metadata"]["labels"] = {"app.kubernetes.io/name": "drift"}
+    judge_of(broken[("WorkflowTemplate", "model-drift")]["spec"])["metadata"]["labels"] = {"app.kubernetes.io/name": "drift"}
     broken[("NetworkPolicy", "inference-logger")]["spec"]["ingress"][0]["from"][0] = {"podSelector": {}}
     broken[("NetworkPolicy", "predictors-to-inference-logger")]["spec"]["egress"][0]["ports"][0]["port"] = 9090
     assert policy_problems(broken) == [
@@ -323,25 +333,17 @@ def test_the_policy_check_sees_a_wrong_opening(layers):
     ]
 
 
-# On the run's one API server (tests/apiserver.py's session fixture), in its worker.
-@pytest.mark.xdist_group("apiserver")
-def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_second_run_changes_nothing(apiserver, tmp_path):
-    """promote.yml in direct delivery (the default), as the README gives it, against a real API
-    server holding the pinned KServe and Argo Workflows CRDs: the InferenceService with its
-    logger, the drift job and the dashboard are accepted and applied under the platform's field
-    manager, and a second run reports no change."""
-    from apiserver import api_get, kubectl
+def install_crds(server, files, documents=()):
+    """Apply CRD files (and CRD documents) to the API server and wait until each is Established;
+    create the serving and workflows namespaces."""
+    from apiserver import api_get, apply_server_side, kubectl
 
-    from conftest import project_copy, run, state_dir, tool
-
-    server = apiserver
-    crds = [CRD_DIR / "kserve" / "serving.kserve.io_inferenceservices.yaml", CRD_DIR / "argo-workflows" / "argoproj.io_cronworkflows.yaml"]
-    applied = kubectl(server, "apply", "--server-side", *(a for crd in crds for a in ("-f", str(crd))))
-    assert applied.returncode == 0, applied.stderr
+    crds = [next(d for d in yaml.safe_load_all(path.read_text()) if d) for path in files] + list(documents)
+    apply_server_side(server, crds, "crd-installer", force_conflicts=True)
     # Polled, not `kubectl wait`: kubectl 1.35 fails at once ("status.conditions accessor error")
     # on a CRD whose status the API server has not written yet.
     deadline = time.monotonic() + 60
-    for name in ("inferenceservices.serving.kserve.io", "cronworkflows.argoproj.io"):
+    for name in (crd["metadata"]["name"] for crd in crds):
         while not any(c["type"] == "Established" and c["status"] == "True" for c in
                       (api_get(server, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").get("status") or {})
                       .get("conditions") or []):
@@ -350,6 +352,22 @@ def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_seco
     for namespace in ("ml-serving", "ml-training"):
         created = kubectl(server, "create", "namespace", namespace)
         assert created.returncode == 0 or "AlreadyExists" in created.stderr, created.stderr
+
+
+# On the run's one API server (tests/apiserver.py's session fixture), in its worker.
+@pytest.mark.xdist_group("apiserver")
+def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_second_run_changes_nothing(apiserver, tmp_path):
+    """promote.yml in direct delivery (the default), as the README gives it, against a real API
+    server holding the pinned KServe and Argo Workflows CRDs: the InferenceService with its
+    logger, the drift job, the dashboard and the retraining (retrain-iris, its ConfigMap and Role) are accepted and applied under the platform's field
+    manager, and a second run reports no change."""
+    from apiserver import kubectl
+
+    from conftest import project_copy, run, state_dir, tool
+
+    server = apiserver
+    install_crds(server, [CRD_DIR / "kserve" / "serving.kserve.io_inferenceservices.yaml", CRD_DIR / "argo-workflows" / "argoproj.io_cronworkflows.yaml",
+                          CRD_DIR / "argo-workflows" / "argoproj.io_workflowtemplates.yaml"])
     project = project_copy(tmp_path / "project")
     state = state_dir(project, "production")
     state.mkdir(parents=True)
@@ -362,11 +380,355 @@ def test_direct_delivery_applies_a_promoted_model_with_its_monitoring_and_a_seco
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", second.stdout), second.stdout[-3000:]
     got = {}
     for kind, namespace, name in (("inferenceservice", "ml-serving", "iris"), ("cronworkflow", "ml-training", "drift-iris"),
-                                  ("configmap", "ml-serving", "dashboard-model-iris")):
+                                  ("configmap", "ml-serving", "dashboard-model-iris"), ("workflowtemplate", "ml-training", "retrain-iris"),
+                                  ("configmap", "ml-training", "retrain-iris")):
         read = kubectl(server, "get", kind, "-n", namespace, name, "-o", "json", "--show-managed-fields")
         assert read.returncode == 0, (kind, read.stderr, first.stdout[-2000:])
-        got[kind] = json.loads(read.stdout)
-        assert any(m["manager"] == "ml-platform" and m["operation"] == "Apply" for m in got[kind]["metadata"]["managedFields"]), kind
-    assert got["inferenceservice"]["spec"]["predictor"]["logger"] == {"mode": "all", "url": LOGGER_URL}
-    assert monitoring_problems([dict(got[k], kind=kind) for k, kind in (("inferenceservice", "InferenceService"),
-                                ("cronworkflow", "CronWorkflow"), ("configmap", "ConfigMap"))]) == []
+        got[kind, name] = json.loads(read.stdout)
+        assert any(m["manager"] == "ml-platform" and m["operation"] == "Apply" for m in got[kind, name]["metadata"]["managedFields"]), kind
+    assert got["inferenceservice", "iris"]["spec"]["predictor"]["logger"] == {"mode": "all", "url": LOGGER_URL}
+    assert monitoring_problems([dict(got[key], kind=kind) for key, kind in ((("inferenceservice", "iris"), "InferenceService"),
+                                (("cronworkflow", "drift-iris"), "CronWorkflow"), (("configmap", "dashboard-model-iris"), "ConfigMap"))]) == []
+    assert retraining_problems([dict(got["workflowtemplate", "retrain-iris"], kind="WorkflowTemplate")],
+                               "s3://kserve-models/iris/train-iris-x7k2p") == []
+
+
+# ---- automated retraining (docs/lifecycle.md, "Automated retraining")
+
+def retraining_problems(docs, stable_uri):
+    """What would make a model's retraining unsafe or broken: its WorkflowTemplate must hold a
+    mutex named for the model (one retraining at a time), run the guard first and the rest only
+    when it says proceed, compare the new version with the one serving (serving-uri the stable
+    InferenceService's storage URI), approve and start a canary only when decide says canary,
+    and no step may read the outputs of a step that may have been skipped (Argo fails the run)."""
+    found = []
+    for template in (d for d in docs if d["kind"] == "WorkflowTemplate" and d["metadata"]["name"].startswith("retrain-")):
+        name, spec = template["metadata"]["name"], template["spec"]
+        if spec.get("synchronization", {}).get("mutexes") != [{"name": name}]:
+            found.append(f"{name}: no mutex {name}, two retrainings of the model could run at once")
+        templates = {t["name"]: t for t in spec["templates"]}
+        entry = [[step["name"] for step in group] for group in templates[spec["entrypoint"]]["steps"]]
+        gate = templates[spec["entrypoint"]]["steps"][-1][0].get("when", "")
+        if entry[0] != ["guard"] or gate != "{{steps.guard.outputs.parameters.proceed}} == true":
+            found.append(f"{name}: runs {entry} (the last when {gate!r}), not the guard first and the rest only when it says proceed")
+        for steps in (t for t in templates.values() if "steps" in t):
+            skippable = set()
+            for group in steps["steps"]:
+                for step in group:
+                    read = json.dumps({k: step.get(k) for k in ("arguments", "when")})
+                    for earlier in sorted(skippable):
+                        if f"steps.{earlier}.outputs" in read:
+                            found.append(f"{name}: step {step['name']} reads the outputs of {earlier}, which may have been skipped")
+                    if step["name"] == "train" and {p["name"]: p["value"] for p in step["arguments"]["parameters"]}.get("serving-uri") != stable_uri:
+                        found.append(f"{name}: trains without comparing with the serving version {stable_uri}")
+                    if step["name"] in ("approve", "canary") and step.get("when") != "{{steps.decide.outputs.parameters.decision}} == canary":
+                        found.append(f"{name}: step {step['name']} runs when {step.get('when')!r}, not only when decide says canary")
+                    if "when" in step:
+                        skippable.add(step["name"])
+    return found
+
+
+def test_the_retraining_check_sees_an_unsafe_retraining():
+    """The check the tests of retraining rely on, on WorkflowTemplates broken on purpose."""
+    def template():
+        return {"kind": "WorkflowTemplate", "metadata": {"name": "retrain-iris"}, "spec": {
+            "entrypoint": "retrain", "synchronization": {"mutexes": [{"name": "retrain-iris"}]},
+            "templates": [
+                {"name": "retrain", "steps": [[{"name": "guard", "template": "guard"}],
+                                              [{"name": "run", "template": "run", "when": "{{steps.guard.outputs.parameters.proceed}} == true"}]]},
+                {"name": "run", "steps": [
+                    [{"name": "train", "arguments": {"parameters": [{"name": "serving-uri", "value": "s3://kserve-models/iris/a"}]}}],
+                    [{"name": "decide", "arguments": {"parameters": [{"name": "result", "value": "{{steps.train.outputs.parameters.result}}"}]}}],
+                    [{"name": "canary", "when": "{{steps.decide.outputs.parameters.decision}} == canary",
+                      "arguments": {"parameters": [{"name": "version", "value": "{{steps.decide.outputs.parameters.version}}"}]}}]]},
+                {"name": "guard"}]}}
+    assert retraining_problems([template()], "s3://kserve-models/iris/a") == []
+    broken = template()
+    broken["spec"].pop("synchronization")
+    retrain, run = broken["spec"]["templates"][0], broken["spec"]["templates"][1]
+    retrain["steps"][1][0].pop("when")
+    run["steps"][1][0]["when"] = "true"
+    run["steps"][2][0]["when"] = "{{steps.decide.outputs.parameters.decision}} != rejected"
+    assert retraining_problems([broken], "s3://kserve-models/iris/b") == [
+        "retrain-iris: no mutex retrain-iris, two retrainings of the model could run at once",
+        "retrain-iris: runs [['guard'], ['run']] (the last when ''), not the guard first and the rest only when it says proceed",
+        "retrain-iris: trains without comparing with the serving version s3://kserve-models/iris/b",
+        "retrain-iris: step canary reads the outputs of decide, which may have been skipped",
+        "retrain-iris: step canary runs when '{{steps.decide.outputs.parameters.decision}} != rejected', not only when decide says canary",
+    ]
+
+
+def test_a_served_model_gets_its_retraining_in_the_tree_with_its_guard_rails(tmp_path):
+    """gitops delivery, both serving modes: beside the drift job (which starts a retraining
+    when the inputs drifted), the WorkflowTemplate retrain-<model> with no canary step (the
+    tree holds the weights: decide names the promote.yml command) and, with a schedule, its
+    CronWorkflow; none with promote_drift=false, or when neither drift nor a schedule starts it
+    (nor during a rollout: the canary test above)."""
+    tree = tmp_path / "tree"
+    settings = ("-e", "orchestration_retrain_schedule=@weekly",
+                "-e", '{"orchestration_retrain_models": {"iris": {"approval": true, "data_uri": "s3://training-datasets/iris/2026-12.csv"}}}')
+    ok(promote(tree, *settings, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+    docs = model_docs(tree)
+    for doc in docs:
+        assert validate(doc, KUBERNETES) == [], doc["kind"]
+    assert monitoring_problems(docs) == [] and retraining_problems(docs, "s3://kserve-models/iris/train-iris-a") == []
+    found = by_kind(docs)
+    assert sorted(found) == [("ConfigMap", "dashboard-model-iris"), ("CronWorkflow", "drift-iris"), ("CronWorkflow", "retrain-iris"),
+                             ("InferenceService", "iris"), ("WorkflowTemplate", "retrain-iris")]
+    drift = {p["name"]: p["value"] for p in found[("CronWorkflow", "drift-iris")]["spec"]["workflowSpec"]["arguments"]["parameters"]}
+    assert drift["retrain"] == "true"
+    spec = found[("WorkflowTemplate", "retrain-iris")]["spec"]
+    assert spec["serviceAccountName"] == "retrain" and spec["arguments"]["parameters"] == [
+        {"name": "trigger", "value": "manual", "enum": ["drift", "schedule", "manual"]}]
+    templates = {t["name"]: t for t in spec["templates"]}
+    # gitops: no approval and no canary step; the decision names the command that starts the canary.
+    assert [[s["name"] for s in group] for group in templates["run"]["steps"]] == [["train"], ["decide"]]
+    train = templates["run"]["steps"][0][0]
+    assert train["templateRef"] == {"name": "train-iris", "template": "fit"}
+    assert {p["name"]: p["value"] for p in train["arguments"]["parameters"]} == {
+        "model-name": "iris", "experiment": "iris", "data-uri": "s3://training-datasets/iris/2026-12.csv",
+        "serving-uri": "s3://kserve-models/iris/train-iris-a", "run-name": "{{workflow.name}}"}
+    decide = {e["name"]: e["value"] for e in templates["decide"]["container"]["env"]}
+    assert decide["DELIVERY"] == "gitops" and decide["MIN_IMPROVEMENT"] == "0.01" and decide["APPROVAL"] == "false"
+    guard = {e["name"]: e["value"] for e in templates["guard"]["container"]["env"]}
+    assert guard["MIN_INTERVAL_SECONDS"] == "86400" and guard["MODE"] == "raw" and guard["NAMESPACE"] == "ml-serving"
+    for step in (templates["guard"], templates["decide"]):
+        assert step["container"]["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
+        assert step["volumes"][0] == {"name": "scripts", "configMap": {"name": "retrain"}}
+    cron = found[("CronWorkflow", "retrain-iris")]["spec"]
+    assert cron["schedules"] == ["@weekly"] and cron["concurrencyPolicy"] == "Forbid"
+    assert cron["workflowSpec"] == {"workflowTemplateRef": {"name": "retrain-iris"}, "arguments": {"parameters": [{"name": "trigger", "value": "schedule"}]}}
+
+    # During a rollout there is no retraining, and the drift job starts none: the canary test above
+    # finds no retrain-iris in the layer, and drift-iris says retrain "false" there.
+    # Serverless: the guard reads KServe's canary field; retraining on drift only, so no CronWorkflow.
+    ok(promote(tree, "-e", "serving_deployment_mode=serverless", "-e", "promote_model=fraud", "-e", "promote_version=1",
+               "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
+    fraud = by_kind(model_docs(tree, "fraud"))
+    assert sorted(k for k in fraud if "retrain-fraud" in k) == [("WorkflowTemplate", "retrain-fraud")]
+    assert validate(fraud[("WorkflowTemplate", "retrain-fraud")], KUBERNETES) == []
+    guard = next(t for t in fraud[("WorkflowTemplate", "retrain-fraud")]["spec"]["templates"] if t["name"] == "guard")
+    assert {e["name"]: e["value"] for e in guard["container"]["env"]}["MODE"] == "serverless"
+    # Neither drift nor a schedule: no retraining; -e promote_drift=false: none either.
+    ok(promote(tree, "-e", "orchestration_retrain_on_drift=false", "-e", "promote_model=fraud", "-e", "promote_version=1",
+               "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
+    assert [d["kind"] for d in model_docs(tree, "fraud")] == ["InferenceService", "CronWorkflow", "ConfigMap"]
+    ok(promote(tree, *settings, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
+               "-e", "promote_drift=false"))
+    assert [d["kind"] for d in model_docs(tree)] == ["InferenceService"]
+
+
+def test_the_retraining_objects_of_the_orchestration_layer(layers):
+    """The ConfigMap retrain ships retrain.py with the REST module it shares with the rollout
+    analysis; the retrain account may only read InferenceServices (the canary rights are each
+    model's, in direct delivery); the drift job's account may create Workflows, held by the
+    ValidatingAdmissionPolicy; model-drift starts a retraining only when the inputs drifted and
+    its drift job says so."""
+    keys = [("ConfigMap", "retrain"), ("ServiceAccount", "retrain"), ("Role", "retrain"), ("RoleBinding", "retrain"),
+            ("RoleBinding", "retrain-executor"), ("Role", "workflow-starter"), ("RoleBinding", "workflow-starter"),
+            ("ValidatingAdmissionPolicy", "ml-platform-workflow-starters"), ("ValidatingAdmissionPolicyBinding", "ml-platform-workflow-starters")]
+    for key in keys:
+        assert validate(layers[key], KUBERNETES) == [], key
+    files = ROOT / "roles" / "orchestration" / "files"
+    data = layers[("ConfigMap", "retrain")]["data"]
+    assert data == {"retrain.py": (files / "retrain.py").read_text().rstrip("\n"), "platform_api.py": (files / "platform_api.py").read_text().rstrip("\n")}
+    assert layers[("ConfigMap", "rollout-analysis")]["data"]["platform_api.py"] == data["platform_api.py"]
+    assert layers[("Role", "retrain")]["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get"]}]
+    assert layers[("Role", "workflow-starter")]["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create"]}]
+    assert layers[("RoleBinding", "workflow-starter")]["subjects"] == [{"kind": "ServiceAccount", "name": "model-drift", "namespace": "ml-training"}]
+    spec = layers[("WorkflowTemplate", "model-drift")]["spec"]
+    entry = next(t for t in spec["templates"] if t["name"] == spec["entrypoint"])
+    assert [[s["name"] for s in group] for group in entry["steps"]] == [["judge"], ["retrain"]]
+    assert entry["steps"][1][0]["when"] == "{{steps.judge.outputs.parameters.drifted}} == true && {{workflow.parameters.retrain}} == true"
+    retrain = next(t for t in spec["templates"] if t["name"] == "retrain")
+    assert retrain["container"]["command"] == ["python", "/retrain/retrain.py", "submit"] and "envFrom" not in retrain["container"]
+
+def cilium_crd():
+    """A CRD for CiliumNetworkPolicy (Cilium's are not in ../shared/crds) whose spec is open: the
+    API server stores what is applied; the documents themselves are validated by k8s_schemas."""
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "ciliumnetworkpolicies.cilium.io"},
+            "spec": {"group": "cilium.io", "scope": "Namespaced",
+                     "names": {"kind": "CiliumNetworkPolicy", "plural": "ciliumnetworkpolicies", "singular": "ciliumnetworkpolicy", "listKind": "CiliumNetworkPolicyList"},
+                     "versions": [{"name": "v2", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}]}}
+
+
+def within(applied, stored):
+    """Whether stored holds every field of applied (the API server adds its defaults)."""
+    if isinstance(applied, dict):
+        return isinstance(stored, dict) and all(k in stored and within(v, stored[k]) for k, v in applied.items())
+    if isinstance(applied, list):
+        return isinstance(stored, list) and len(applied) == len(stored) and all(within(a, b) for a, b in zip(applied, stored))
+    return applied == stored
+
+
+def service_account_dir(server, tmp_path, account):
+    """A directory as Kubernetes mounts a pod's ServiceAccount: a token of account (ml-training)
+    from the TokenRequest API, and the API server's CA."""
+    from apiserver import request
+
+    answer = request(server, "POST", f"/api/v1/namespaces/ml-training/serviceaccounts/{account}/token",
+                     {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}})
+    directory = tmp_path / f"sa-{account}"
+    directory.mkdir()
+    (directory / "token").write_text(answer["status"]["token"])
+    shutil.copy(server.ca, directory / "ca.crt")
+    return directory
+
+
+def run_step(server, scripts, account_dir, command, **env):
+    """retrain.py (from the rendered ConfigMap retrain, beside platform_api.py) as a step of the
+    WorkflowTemplate runs it: as the ServiceAccount whose token is in account_dir."""
+    import sys
+
+    full = dict(os.environ, KUBE_API_URL=server.url, SA_DIR=str(account_dir), **env)
+    return subprocess.run([sys.executable, str(scripts / "retrain.py"), command], env=full, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.xdist_group("apiserver")
+def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion_removes_it(apiserver, layers, tmp_path):
+    """On a real API server with the KServe, Argo Workflows, Gateway API and (test-side) Cilium
+    CRDs and the orchestration layer's retraining objects (ServiceAccounts, Roles, the
+    ValidatingAdmissionPolicy): promote.yml (direct, replace) declares retrain-iris with its
+    ConfigMap; the canary step (retrain.py canary, as the ServiceAccount retrain, with a token
+    of its own) applies for version 7 exactly what promote.yml -e promote_strategy=canary
+    renders for 7 and starts its analysis, and may touch nothing else; the guard then sees the
+    rollout; promote.yml -e promote_strategy=rollback removes the canary's objects, none of which
+    the layer ever declared. The drift job's account may start a retraining and nothing else."""
+    from apiserver import APIError, api_get, apply_server_side, request
+
+    from conftest import load_script, project_copy, run, state_dir, tool
+
+    server = apiserver
+    install_crds(server, [CRD_DIR / "kserve" / "serving.kserve.io_inferenceservices.yaml",
+                          *(CRD_DIR / "argo-workflows" / f"argoproj.io_{k}.yaml" for k in ("cronworkflows", "workflowtemplates", "workflows")),
+                          CRD_DIR / "gateway-api" / "gateway.networking.k8s.io_httproutes.yaml"], [cilium_crd()])
+    shared = [layers[key] for key in layers if key[1] in ("retrain", "workflow-starter", "ml-platform-workflow-starters", "model-drift")
+              and key[0] in ("ConfigMap", "ServiceAccount", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")]
+    assert sorted(d["kind"] for d in shared) == ["ConfigMap", "ConfigMap", "Role", "Role", "RoleBinding", "RoleBinding", "ServiceAccount", "ServiceAccount",
+                                                  "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    apply_server_side(server, shared, "ml-platform", force_conflicts=True)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name, text in layers[("ConfigMap", "retrain")]["data"].items():
+        (scripts / name).write_text(text)
+
+    project = project_copy(tmp_path / "project")
+    state = state_dir(project, "production")
+    state.mkdir(parents=True)
+    shutil.copy(server.kubeconfig, state / "admin.conf")
+    (state / "admin.conf").chmod(0o600)
+    promote_direct = [tool("ansible-playbook"), "playbooks/promote.yml", "-i", "inventories/production", "-e", "promote_model=iris"]
+    approval = ("-e", '{"orchestration_retrain_models": {"iris": {"approval": true}}}')
+    ok(run([*promote_direct, *approval, "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"], cwd=project))
+    template = api_get(server, "/apis/argoproj.io/v1alpha1/namespaces/ml-training/workflowtemplates/retrain-iris")
+    templates = {t["name"]: t for t in template["spec"]["templates"]}
+    assert [group[0]["name"] for group in templates["run"]["steps"]] == ["train", "decide", "approve", "canary"]
+    assert templates["approve"]["suspend"] == {} and "envFrom" not in templates["canary"]["container"]
+    assert {e["name"]: e["value"] for e in templates["decide"]["container"]["env"]}["APPROVAL"] == "true"
+    assert validate(dict(template, metadata={k: template["metadata"][k] for k in ("name", "namespace", "labels", "annotations")}), KUBERNETES) == []
+    role = api_get(server, "/apis/rbac.authorization.k8s.io/v1/namespaces/ml-serving/roles/retrain-iris")
+    assert sorted((r["resources"][0], tuple(r["resourceNames"])) for r in role["rules"]) == [
+        ("ciliumnetworkpolicies", ("iris-rollout",)), ("httproutes", ("iris",)), ("inferenceservices", ("iris", "iris-canary"))]
+    assert retraining_problems([dict(template, kind="WorkflowTemplate")], "s3://kserve-models/iris/train-iris-a") == []
+    stored = api_get(server, "/api/v1/namespaces/ml-training/configmaps/retrain-iris")["data"]
+
+    # What promote.yml renders for a canary of version 7 beside version 3 (gitops, the same template).
+    tree = tmp_path / "tree"
+    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/iris/retrain-iris-k2",
+               "-e", "promote_strategy=canary"))
+    expected = [d for d in model_docs(tree) if d["kind"] in ("InferenceService", "HTTPRoute", "CiliumNetworkPolicy")]
+    retrain = load_script("roles/orchestration/files/retrain.py")
+    assert retrain.filled(stored["documents.json"], "7", "s3://kserve-models/iris/retrain-iris-k2") == expected
+    for doc in expected:
+        assert validate(doc, KUBERNETES) == [], doc["kind"]
+
+    (tmp_path / "retrain").mkdir()
+    for name, text in stored.items():
+        (tmp_path / "retrain" / name).write_text(text)
+    account = service_account_dir(server, tmp_path, "retrain")
+    step = run_step(server, scripts, account, "canary", MODEL="iris", VERSION="7", STORAGE_URI="s3://kserve-models/iris/retrain-iris-k2",
+                    DOCUMENTS_FILE=str(tmp_path / "retrain" / "documents.json"), ANALYSIS_FILE=str(tmp_path / "retrain" / "analysis.json"),
+                    FIELD_MANAGER="ml-platform", OUTPUT_DIR=str(tmp_path / "out"))
+    assert step.returncode == 0, step.stdout + step.stderr[-3000:]
+    paths = {"InferenceService": "/apis/serving.kserve.io/v1beta1/namespaces/ml-serving/inferenceservices/",
+             "HTTPRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/ml-serving/httproutes/",
+             "CiliumNetworkPolicy": "/apis/cilium.io/v2/namespaces/ml-serving/ciliumnetworkpolicies/"}
+    for doc in expected:
+        got = api_get(server, paths[doc["kind"]] + doc["metadata"]["name"])
+        assert any(m["manager"] == "ml-platform" and m["operation"] == "Apply" for m in got["metadata"]["managedFields"]), doc["kind"]
+        assert within(doc["spec"], got["spec"]), (doc["kind"], got["spec"])
+        assert got["metadata"]["labels"]["platform.ml/layer"] == "model-iris"
+    analysis = api_get(server, "/apis/argoproj.io/v1alpha1/namespaces/ml-training/workflows/rollout-iris-7")
+    assert analysis["spec"] == {"workflowTemplateRef": {"name": "rollout-analysis"},
+                                "arguments": {"parameters": [{"name": "model", "value": "iris"}, {"name": "namespace", "value": "ml-serving"}]}}
+    assert (tmp_path / "out" / "analysis").read_text() == "rollout-iris-7"
+
+    # The guard, with the same account's right to read, sees the rollout now.
+    os.environ.update(KUBE_API_URL=server.url, SA_DIR=str(account))
+    try:
+        platform_api = load_script("roles/orchestration/files/platform_api.py")
+        assert "the InferenceService iris-canary serves version 7" in retrain.rollout_in_progress(platform_api.Kubernetes(), "ml-serving", "iris", "raw")
+    finally:
+        del os.environ["KUBE_API_URL"], os.environ["SA_DIR"]
+    # Least privilege: the account may apply the model's canary objects, by name, and nothing else.
+    other = copy.deepcopy(next(d for d in expected if d["metadata"]["name"] == "iris-canary"))
+    other["metadata"]["name"] = "fraud"
+    (tmp_path / "other.json").write_text(json.dumps([other]))
+    refused = run_step(server, scripts, account, "canary", MODEL="iris", VERSION="7", STORAGE_URI="s3://kserve-models/iris/x",
+                       DOCUMENTS_FILE=str(tmp_path / "other.json"), ANALYSIS_FILE=str(tmp_path / "retrain" / "analysis.json"), FIELD_MANAGER="ml-platform")
+    assert refused.returncode != 0 and "403" in refused.stderr, refused.stderr[-2000:]
+
+    # The next promotion (one command, the rollback) removes the canary the retraining made.
+    ok(run([*promote_direct, "-e", "promote_strategy=rollback"], cwd=project))
+    for doc in expected:
+        if doc["metadata"]["name"] != "iris" or doc["kind"] != "InferenceService":
+            with pytest.raises(APIError) as gone:
+                api_get(server, paths[doc["kind"]] + doc["metadata"]["name"])
+            assert gone.value.code == 404, doc["kind"]
+    assert api_get(server, paths["InferenceService"] + "iris")["metadata"]["annotations"]["platform.ml/model-version"] == "3"
+
+    # Serverless: the canary is the InferenceService <model> with KServe's canaryTrafficPercent,
+    # the only object the step applies and may apply.
+    serverless = ("-e", "serving_deployment_mode=serverless", "-e", "promote_model=fraud")
+    ok(run([*promote_direct[:-2], *serverless, "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"], cwd=project))
+    documents = api_get(server, "/api/v1/namespaces/ml-training/configmaps/retrain-fraud")["data"]["documents.json"]
+    ok(promote(tree, *serverless, "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
+    ok(promote(tree, *serverless, "-e", "promote_version=2", "-e", "promote_storage_uri=s3://kserve-models/fraud/b", "-e", "promote_strategy=canary"))
+    expected = [d for d in model_docs(tree, "fraud") if d["kind"] == "InferenceService"]
+    assert retrain.filled(documents, "2", "s3://kserve-models/fraud/b") == expected and expected[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    role = api_get(server, "/apis/rbac.authorization.k8s.io/v1/namespaces/ml-serving/roles/retrain-fraud")
+    assert [(r["resources"], r["resourceNames"], r["verbs"]) for r in role["rules"]] == [(["inferenceservices"], ["fraud"], ["create", "patch"])]
+
+    # The drift job's account may start a retraining of a model: a Workflow that only names
+    # retrain-<model> and passes it parameters. Anything else it would create is refused.
+    drift = service_account_dir(server, tmp_path, "model-drift")
+    submitted = run_step(server, scripts, drift, "submit", MODEL="iris", NAMESPACE="ml-training", TRIGGER="drift", OUTPUT_DIR=str(tmp_path / "submit"))
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr[-3000:]
+    name = (tmp_path / "submit" / "workflow").read_text()
+    created = api_get(server, f"/apis/argoproj.io/v1alpha1/namespaces/ml-training/workflows/{name}")
+    assert name.startswith("retrain-iris-") and created["spec"]["arguments"]["parameters"] == [{"name": "trigger", "value": "drift"}]
+    token = (drift / "token").read_text()
+
+    def create_as(token, spec):
+        body = json.dumps({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "x-", "namespace": "ml-training"},
+                           "spec": spec}).encode()
+        req = urllib.request.Request(f"{server.url}/apis/argoproj.io/v1alpha1/namespaces/ml-training/workflows", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=str(server.ca)), timeout=30) as answer:
+                return answer.status, ""
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read()).get("message", "")
+    own_pods = {"workflowTemplateRef": {"name": "retrain-iris"}, "serviceAccountName": "argo-workflow",
+                "templates": [{"name": "x", "container": {"image": "busybox"}}]}
+    status, message = create_as(token, own_pods)
+    assert status == 403 and "may only start a Workflow from a WorkflowTemplate with arguments; its spec also has " in message, message
+    assert {"serviceAccountName", "templates"} == set(message.rsplit("also has ", 1)[1].split(", ")), message
+    status, message = create_as(token, {"workflowTemplateRef": {"name": "train-iris"}})
+    assert status == 403 and "model-drift may start a Workflow only from a WorkflowTemplate retrain-<model>, not train-iris" in message
+    # The retraining's account starts the rollout analysis only.
+    status, message = create_as((account / "token").read_text(), {"workflowTemplateRef": {"name": "retrain-iris"}})
+    assert status == 403 and "retrain may start a Workflow only from the WorkflowTemplate rollout-analysis, not retrain-iris" in message, message
+    assert request(server, "GET", "/apis/argoproj.io/v1alpha1/namespaces/ml-training/workflows")["items"]

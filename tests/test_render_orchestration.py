@@ -96,9 +96,16 @@ def test_the_training_pipeline_uses_no_gpu_and_logs_to_mlflow(rendered):
     assert container["envFrom"] == [{"secretRef": {"name": "mlflow-client"}}]
     assert container["image"] == f"{BOM['bom_images']['mlflow']['repository']}:{BOM['bom_images']['mlflow']['tag']}"
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["MODEL_BUCKET"] == "kserve-models" and env["MODEL_PREFIX"] == "{{workflow.parameters.model-name}}/{{workflow.name}}"
+    assert env["MODEL_BUCKET"] == "kserve-models" and env["MODEL_PREFIX"] == "{{inputs.parameters.model-name}}/{{inputs.parameters.run-name}}"
     outputs = steps[0]["outputs"]
     assert outputs["parameters"][0]["globalName"] == "result" and outputs["artifacts"][0]["name"] == "model"
+    # fit is what retraining calls by templateRef: its inputs, and its own volumes (a
+    # templateRef does not bring the WorkflowTemplate's spec.volumes).
+    fit = next(t for t in template["spec"]["templates"] if t["name"] == "fit")
+    assert [p["name"] for p in fit["inputs"]["parameters"]] == ["model-name", "experiment", "C", "data-uri", "serving-uri", "run-name"]
+    assert {v["name"] for v in fit["volumes"]} == {"scripts", "tmp"} and "volumes" not in template["spec"]
+    passed = template["spec"]["templates"][0]["steps"][0][0]["arguments"]["parameters"]
+    assert {p["name"]: p["value"] for p in passed}["run-name"] == "{{workflow.name}}"
 
 
 def promote(tree, *extra):

@@ -5,6 +5,10 @@
   with its fix (preflight, and promote.yml itself);
 - ``orchestration_drift_problems``: the drift monitoring settings (the drift jobs'
   schedule, window and thresholds), each named with its fix;
+- ``orchestration_retrain_problems``: the automated retraining settings (the defaults
+  and the per-model overrides in orchestration_retrain_models), each named with its fix;
+- ``orchestration_retrain_settings``: what applies to one model's retraining, the
+  defaults under its overrides;
 - ``orchestration_promote_plan``: from what the operator asks (a strategy and a
   version) and what serves the model now (the InferenceServices of its layer, read
   from the cluster or the GitOps tree), the versions to serve and the candidate's
@@ -129,6 +133,98 @@ def drift_problems(settings):
     return found
 
 
+RETRAIN_KEYS = {"on_drift": "true or false", "schedule": "a cron schedule, or \"\" for none", "approval": "true or false",
+                "template": "the name of the model's training WorkflowTemplate", "data_uri": "s3://<training-datasets>/<key>.csv, or \"\""}
+TEMPLATE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _bool(value):
+    """True or False of a YAML boolean, or of "true"/"false" as -e key=value gives it; None otherwise."""
+    if isinstance(value, bool):
+        return value
+    return {"true": True, "false": False}.get(value.lower()) if isinstance(value, str) else None
+
+
+def _schedule_problem(variable, schedule):
+    if schedule == "":
+        return None
+    if not isinstance(schedule, str) or not CRON.match(schedule.strip()):
+        return (f"{variable}: {schedule!r} is not a five-field cron schedule or a macro such as @daily, what Argo's CronWorkflow takes, "
+                "nor \"\" (no scheduled retraining). Fix: use, for example, 0 3 * * 0 (Sundays at 03:00).")
+    return None
+
+
+def _data_uri_problem(variable, uri, bucket):
+    if uri == "" or (isinstance(uri, str) and re.match(rf"^s3://{re.escape(bucket)}/[^/].*\.csv$", uri)):
+        return None
+    return (f"{variable}: {uri!r} must be a CSV file in the {bucket} bucket (the training user reads only there), "
+            f"or \"\" for the training template's own data. Fix: use, for example, s3://{bucket}/iris/current.csv.")
+
+
+def retrain_problems(settings, bucket="training-datasets"):
+    """settings: the orchestration role's retraining variables (defaults under the inventory's
+    values); bucket: the training-datasets bucket (platform_buckets.training_datasets)."""
+    found = []
+    for name in ("orchestration_retrain_on_drift", "orchestration_retrain_approval"):
+        if _bool(settings.get(name)) is None:
+            found.append(f"{name}: {settings.get(name)!r} must be true or false. Fix: write it unquoted, such as {name}: true.")
+    problem = _schedule_problem("orchestration_retrain_schedule", settings.get("orchestration_retrain_schedule"))
+    if problem:
+        found.append(problem)
+    interval = settings.get("orchestration_retrain_min_interval")
+    if duration_seconds(interval) is None:
+        found.append(f"orchestration_retrain_min_interval: {interval!r} is not a duration of seconds, minutes or hours "
+                     "(the least time between two retrainings of a model). Fix: use, for example, 24h.")
+    improvement = _number(settings.get("orchestration_retrain_min_improvement"))
+    if improvement is None or not 0 <= improvement < 1:
+        found.append(f"orchestration_retrain_min_improvement: {settings.get('orchestration_retrain_min_improvement')!r} must be a fraction "
+                     "from 0 to below 1 (how much better than the serving version's a new version's score must be). Fix: use, for example, 0.01.")
+    models = settings.get("orchestration_retrain_models")
+    if not isinstance(models, dict):
+        found.append(f"orchestration_retrain_models: {models!r} must be a mapping of model name to its settings. "
+                     "Fix: write it as a YAML mapping, such as {iris: {approval: true}}.")
+        return found
+    for model, overrides in models.items():
+        variable = f"orchestration_retrain_models.{model}"
+        if not isinstance(overrides, dict):
+            found.append(f"{variable}: {overrides!r} must be a mapping of {', '.join(RETRAIN_KEYS)}. Fix: such as {{approval: true}}.")
+            continue
+        for key in overrides:
+            if key not in RETRAIN_KEYS:
+                found.append(f"{variable}: {key!r} is not a retraining setting. Fix: use only "
+                             + "; ".join(f"{k} ({v})" for k, v in RETRAIN_KEYS.items()) + ".")
+        for key in ("on_drift", "approval"):
+            if key in overrides and _bool(overrides[key]) is None:
+                found.append(f"{variable}.{key}: {overrides[key]!r} must be true or false. Fix: write it unquoted.")
+        problem = _schedule_problem(f"{variable}.schedule", overrides.get("schedule", ""))
+        if problem:
+            found.append(problem)
+        template = overrides.get("template", f"train-{model}")
+        if not isinstance(template, str) or not TEMPLATE_NAME.match(template):
+            found.append(f"{variable}.template: {template!r} must be the name of a WorkflowTemplate in the workflows' namespace "
+                         "with a template fit (docs/lifecycle.md). Fix: use, for example, train-iris.")
+        problem = _data_uri_problem(f"{variable}.data_uri", overrides.get("data_uri", ""), bucket)
+        if problem:
+            found.append(problem)
+    return found
+
+
+def retrain_settings(settings, model, bucket="training-datasets"):
+    """What applies to the retraining of model: {enabled, on_drift, schedule, approval,
+    template, data_uri, min_interval_seconds, min_improvement}; enabled when drift or a
+    schedule starts it. The data defaults to s3://<bucket>/<model>/current.csv."""
+    overrides = (settings.get("orchestration_retrain_models") or {}).get(model) or {}
+    chosen = {"on_drift": bool(_bool(overrides.get("on_drift", settings.get("orchestration_retrain_on_drift", True)))),
+              "schedule": overrides.get("schedule", settings.get("orchestration_retrain_schedule", "")),
+              "approval": bool(_bool(overrides.get("approval", settings.get("orchestration_retrain_approval", False)))),
+              "template": overrides.get("template", f"train-{model}"),
+              "data_uri": overrides.get("data_uri", f"s3://{bucket}/{model}/current.csv"),
+              "min_interval_seconds": duration_seconds(settings.get("orchestration_retrain_min_interval", "24h")),
+              "min_improvement": float(settings.get("orchestration_retrain_min_improvement", 0.01))}
+    chosen["enabled"] = bool(chosen["on_drift"] or chosen["schedule"])
+    return chosen
+
+
 def _served(isvc):
     """(version, storage uri, format) of an InferenceService document."""
     annotations = isvc.get("metadata", {}).get("annotations") or {}
@@ -203,4 +299,5 @@ def promote_plan(request, current=None, mode="raw"):
 class FilterModule:
     def filters(self):
         return {"orchestration_rollout_problems": rollout_problems, "orchestration_drift_problems": drift_problems,
-                "orchestration_duration_seconds": duration_seconds, "orchestration_promote_plan": promote_plan}
+                "orchestration_duration_seconds": duration_seconds, "orchestration_promote_plan": promote_plan,
+                "orchestration_retrain_problems": retrain_problems, "orchestration_retrain_settings": retrain_settings}

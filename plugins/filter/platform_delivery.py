@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 READY_KINDS = ("Deployment", "DaemonSet", "StatefulSet", "CustomResourceDefinition", "Job", "ClusterPolicy")
-LAYER_KEYS = ("name", "wave", "namespaces", "bundles", "releases", "manifests", "secrets", "node_labels", "ready")
+LAYER_KEYS = ("name", "wave", "namespaces", "bundles", "releases", "manifests", "secrets", "node_labels", "ready", "may_hold")
 # A label key: an optional DNS-subdomain prefix and a name of at most 63 characters.
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -102,6 +102,10 @@ def declaration_problems(layer, charts, manifests=None):
     for item in layer.get("ready") or []:
         if item.get("kind") not in READY_KINDS:
             problems.append(f"layer {name}: cannot wait for kind {item.get('kind')}")
+    # Kinds applied for the layer by something else, which direct mode's prune searches.
+    for item in layer.get("may_hold") or []:
+        if not isinstance(item, Mapping) or not item.get("apiVersion") or not item.get("kind"):
+            problems.append(f"layer {name}: may_hold entry {item!r} needs apiVersion and kind")
     return problems
 
 

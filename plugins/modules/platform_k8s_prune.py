@@ -6,7 +6,9 @@ An object is the layer's when it carries the label platform.ml/layer=<layer>, th
 field manager applied it (server-side apply), and no controller owns it. The kinds searched are
 those the layer declares now and those it declared at its last run, kept in a record (a
 ConfigMap in kube-system, as an ApplySet's parent keeps its group-kinds), so a kind the layer
-stopped declaring altogether is still searched. Data-bearing kinds (a Namespace, a
+stopped declaring altogether is still searched, and those the layer says it may hold without
+declaring them (undeclared_kinds: what something else applies for it under the platform's field
+manager, such as the canary a model's retraining starts). Data-bearing kinds (a Namespace, a
 PersistentVolumeClaim, a database or object-store resource) are only named, never deleted,
 unless prune_data is true."""
 
@@ -38,6 +40,14 @@ options:
     description: The field manager the platform applies with.
     type: str
     required: true
+  undeclared_kinds:
+    description:
+      - Kinds, each C({apiVersion, kind}), the layer may hold without declaring them now (applied for it under
+        I(field_manager) by something else, such as a model's retraining starting a canary); searched on every
+        run, so such an object goes when the layer does not declare it.
+    type: list
+    elements: dict
+    default: []
   data_kinds:
     description: Kinds (C(group/Kind), C(Kind) for the core group) whose objects hold data.
     type: list
@@ -214,7 +224,7 @@ class Cluster:
         return True
 
 
-def prune(cluster, layer, declared, field_manager, data_kinds=(), prune_data=False):
+def prune(cluster, layer, declared, field_manager, data_kinds=(), prune_data=False, undeclared_kinds=()):
     """(deleted, kept, record changed)."""
     declared_kinds = {(d["apiVersion"], d["kind"]) for d in declared}
     identities = set()
@@ -222,7 +232,8 @@ def prune(cluster, layer, declared, field_manager, data_kinds=(), prune_data=Fal
         namespace = d.get("namespace") or ("default" if cluster.namespaced(d["apiVersion"], d["kind"]) else "")
         identities.add(identity(d["apiVersion"], d["kind"], namespace, d["name"]))
     searched = {}
-    for api_version, kind in sorted(declared_kinds | set(cluster.recorded_kinds(layer))):
+    may_hold = {(k["apiVersion"], k["kind"]) for k in undeclared_kinds}
+    for api_version, kind in sorted(declared_kinds | set(cluster.recorded_kinds(layer)) | may_hold):
         searched.setdefault(group_kind(api_version, kind), (api_version, kind))  # one version per group and kind
     objects = []
     for api_version, kind in searched.values():
@@ -244,16 +255,21 @@ def main():
         field_manager=dict(type="str", required=True),
         data_kinds=dict(type="list", elements="str", default=[]),
         prune_data=dict(type="bool", default=False),
+        undeclared_kinds=dict(type="list", elements="dict", default=[]),
     )
     module = AnsibleK8SModule(module_class=AnsibleModule, argument_spec=spec, supports_check_mode=True)
     params = module.params
+    for item in params["undeclared_kinds"]:
+        if not item.get("apiVersion") or not item.get("kind"):
+            module.fail_json(msg=f"an undeclared kind needs apiVersion and kind: {item}")
     for item in params["declared"]:
         missing = [key for key in ("apiVersion", "kind", "name") if not item.get(key)]
         if missing:
             module.fail_json(msg=f"a declared object lacks {', '.join(missing)}: {item}")
     try:
         cluster = Cluster(get_api_client(module), module.check_mode)
-        deleted, kept, recorded = prune(cluster, params["layer"], params["declared"], params["field_manager"], params["data_kinds"], params["prune_data"])
+        deleted, kept, recorded = prune(cluster, params["layer"], params["declared"], params["field_manager"], params["data_kinds"], params["prune_data"],
+                                       params["undeclared_kinds"])
     except CoreException as error:
         module.fail_from_exception(error)
     module.exit_json(changed=bool(deleted) or recorded, deleted=deleted, kept=kept)

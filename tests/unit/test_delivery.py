@@ -46,6 +46,7 @@ def test_a_sound_declaration_has_no_problems():
         ({"releases": [{"name": f"r{i}", "chart": "cilium", "namespace": "n"} for i in range(9)]}, "more than 8 releases"),
         ({"bundles": [{"name": "crds", "manifest": "unhashed"}]}, "bom_manifests.unhashed has no sha256"),
         ({"extra": 1}, "unknown key 'extra'"),
+        ({"may_hold": [{"kind": "HTTPRoute"}]}, "may_hold entry {'kind': 'HTTPRoute'} needs apiVersion and kind"),
         # Direct mode prunes by the layer's label: an object without it, or with another layer's.
         ({"manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}]},
          "ConfigMap n/c has label platform.ml/layer=None, not 'network'"),

@@ -314,6 +314,44 @@ def test_the_same_object_at_another_version_is_still_declared():
     assert prune.candidates(listed, declared, "ml-platform") == []
 
 
+class _Cluster:
+    """What prune() reads and changes, in memory: listed objects by (apiVersion, kind), a record."""
+
+    def __init__(self, objects, recorded=()):
+        self.objects, self.recorded, self.deleted, self.record = objects, list(recorded), [], None
+
+    def recorded_kinds(self, layer):
+        return self.recorded
+
+    def namespaced(self, api_version, kind):
+        return True
+
+    def listed(self, api_version, kind, layer):
+        return [o for o in self.objects if (o["apiVersion"], o["kind"]) == (api_version, kind)]
+
+    def delete(self, obj):
+        self.deleted.append(obj["metadata"]["name"])
+
+    def write_record(self, layer, kinds, field_manager):
+        self.record = sorted(kinds)
+        return True
+
+
+def test_kinds_a_layer_may_hold_without_declaring_them_are_searched_and_not_recorded():
+    """A model's retraining applies a canary (an HTTPRoute) under the platform's field manager
+    with the model layer's label; the layer, promoted again with one version, declares no
+    HTTPRoute and never did, so only its may_hold kinds find the route."""
+    route = _applied("HTTPRoute", "iris", namespace="ml-serving", api_version="gateway.networking.k8s.io/v1")
+    declared = [{"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "namespace": "ml-serving", "name": "iris"}]
+    cluster = _Cluster([route])
+    assert prune.prune(cluster, "model-iris", declared, "ml-platform")[0] == []
+    cluster = _Cluster([route])
+    deleted, _, _ = prune.prune(cluster, "model-iris", declared, "ml-platform",
+                                undeclared_kinds=[{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute"}])
+    assert deleted == ["HTTPRoute ml-serving/iris"] and cluster.deleted == ["iris"]
+    assert cluster.record == [("serving.kserve.io/v1beta1", "InferenceService")]
+
+
 def test_data_kinds_are_kept_unless_asked():
     objects = [_applied("Namespace", "team-a", namespace=None), _applied("RoleBinding", "edit", api_version="rbac.authorization.k8s.io/v1"),
                _applied("Cluster", "db", api_version="postgresql.cnpg.io/v1")]

@@ -172,3 +172,44 @@ def test_bad_drift_settings_are_named_with_their_fix(change, expect):
 
 def test_durations_become_seconds():
     assert [ro.duration_seconds(v) for v in ("30s", "10m", "24h", "1 day", "0h")] == [30, 600, 86400, None, None]
+
+
+# ---- automated retraining's settings (docs/lifecycle.md, "Automated retraining")
+
+RETRAIN = {"orchestration_retrain_on_drift": True, "orchestration_retrain_schedule": "", "orchestration_retrain_min_interval": "24h",
+           "orchestration_retrain_min_improvement": 0.01, "orchestration_retrain_approval": False, "orchestration_retrain_models": {}}
+
+
+def test_the_default_retraining_settings_pass_and_apply_to_every_model():
+    assert ro.retrain_problems(RETRAIN) == []
+    good = {"iris": {"on_drift": False, "schedule": "@weekly", "approval": True, "template": "train-iris", "data_uri": ""},
+            "fraud": {"data_uri": "s3://training-datasets/fraud/2026-12.csv"}}
+    assert ro.retrain_problems(dict(RETRAIN, orchestration_retrain_models=good)) == []
+    assert ro.retrain_settings(RETRAIN, "fraud") == {
+        "on_drift": True, "schedule": "", "approval": False, "template": "train-fraud", "data_uri": "s3://training-datasets/fraud/current.csv",
+        "min_interval_seconds": 86400, "min_improvement": 0.01, "enabled": True}
+    iris = ro.retrain_settings(dict(RETRAIN, orchestration_retrain_models=good), "iris")
+    assert (iris["on_drift"], iris["schedule"], iris["approval"], iris["data_uri"], iris["enabled"]) == (False, "@weekly", True, "", True)
+    off = ro.retrain_settings(dict(RETRAIN, orchestration_retrain_on_drift=False), "iris")
+    assert off["enabled"] is False
+    # As -e orchestration_retrain_on_drift=false gives it: a string.
+    assert ro.retrain_problems(dict(RETRAIN, orchestration_retrain_on_drift="false")) == []
+    assert ro.retrain_settings(dict(RETRAIN, orchestration_retrain_on_drift="false"), "iris")["enabled"] is False
+
+
+@pytest.mark.parametrize("change, expect", [
+    ({"orchestration_retrain_on_drift": "yes"}, "orchestration_retrain_on_drift: 'yes' must be true or false"),
+    ({"orchestration_retrain_schedule": "weekly"}, "orchestration_retrain_schedule: 'weekly' is not a five-field cron schedule"),
+    ({"orchestration_retrain_min_interval": "1 day"}, "orchestration_retrain_min_interval: '1 day' is not a duration"),
+    ({"orchestration_retrain_min_improvement": 1}, "orchestration_retrain_min_improvement: 1 must be a fraction from 0 to below 1"),
+    ({"orchestration_retrain_models": ["iris"]}, "orchestration_retrain_models: ['iris'] must be a mapping"),
+    ({"orchestration_retrain_models": {"iris": {"aproval": True}}}, "orchestration_retrain_models.iris: 'aproval' is not a retraining setting"),
+    ({"orchestration_retrain_models": {"iris": {"approval": "no"}}}, "orchestration_retrain_models.iris.approval: 'no' must be true or false"),
+    ({"orchestration_retrain_models": {"iris": {"template": "Train_Iris"}}}, "orchestration_retrain_models.iris.template: 'Train_Iris' must be"),
+    ({"orchestration_retrain_models": {"iris": {"data_uri": "s3://kserve-models/iris/x.csv"}}},
+     "orchestration_retrain_models.iris.data_uri: 's3://kserve-models/iris/x.csv' must be a CSV file in the training-datasets bucket"),
+    ({"orchestration_retrain_models": {"iris": "approval"}}, "orchestration_retrain_models.iris: 'approval' must be a mapping"),
+])
+def test_bad_retraining_settings_are_named_with_their_fix(change, expect):
+    found = ro.retrain_problems(dict(RETRAIN, **change))
+    assert len(found) == 1 and found[0].startswith(expect) and "Fix:" in found[0], found

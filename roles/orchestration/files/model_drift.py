@@ -254,6 +254,10 @@ def main():
         client.set_model_version_tag(model, version, "drift_detected", str(bool(report["data_drift"] or report.get("prediction", {}).get("drifted"))).lower())
     post(f"{os.environ['LOGGER_URL'].rstrip('/')}/drift/{model}", report)
     print(json.dumps({k: v for k, v in report.items() if k != "features"}))
+    # Whether the inputs drifted, for the drift job's next step (the model's retraining).
+    if os.environ.get("DRIFTED_FILE"):
+        with open(os.environ["DRIFTED_FILE"], "w") as handle:
+            handle.write(str(report["status"] == "judged" and bool(report["data_drift"])).lower())
     result_file = os.environ.get("RESULT_FILE")
     if result_file:
         with open(result_file, "w") as handle:

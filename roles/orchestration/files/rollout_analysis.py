@@ -11,22 +11,19 @@ PROMETHEUS_URL, WORKFLOW_NAME; MLflow's address and login (the mlflow-client Sec
 the pod's ServiceAccount token for the Kubernetes API. WAIT_SECONDS (default: the
 window) is how long each share serves before it is judged.
 
-Only the Python standard library: MLflow and Kubernetes are called over their REST APIs.
+Only the Python standard library: MLflow and Kubernetes are called over their REST APIs
+(platform_api.py, shipped beside it).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import ssl
 import sys
 import time
 import urllib.parse
-import urllib.request
-from datetime import datetime, timezone
 
-SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+from platform_api import Kubernetes, call, tag_version
 
 # What is measured of the candidate: its requests and 5xx answers as Cilium's Hubble
 # sees them (httpV2 metrics; the platform's InferenceErrorRateAfterRollout alert reads
@@ -63,22 +60,13 @@ def seconds(duration):
     return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
 
 
-def _call(url, method="GET", body=None, headers=None, context=None, content_type="application/json"):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
-        request.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(request, timeout=30, context=context) as response:
-        return json.loads(response.read().decode() or "null")
-
-
 class Prometheus:
     def __init__(self, url):
         self.url = url.rstrip("/")
 
     def value(self, query):
         """The value of an instant query, None when it has no series (or NaN)."""
-        answer = _call(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+        answer = call(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": query}))
         result = answer["data"]["result"]
         if not result:
             return None
@@ -89,37 +77,6 @@ class Prometheus:
         service = f"{model}-canary"
         fields = {"namespace": namespace, "service": service, "workload": f"{service}-predictor", "window": window}
         return {name: self.value(query.format(**fields)) for name, query in QUERIES.items()}
-
-
-class Kubernetes:
-    def __init__(self):
-        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        self.url = os.environ.get("KUBE_API_URL") or f"https://{host}:{port}"
-        sa_dir = os.environ.get("SA_DIR", SA_DIR)
-        with open(os.path.join(sa_dir, "token")) as handle:
-            self.headers = {"Authorization": "Bearer " + handle.read().strip()}
-        ca = os.path.join(sa_dir, "ca.crt")
-        self.context = ssl.create_default_context(cafile=ca) if self.url.startswith("https") else None
-
-    def get(self, path):
-        return _call(self.url + path, headers=self.headers, context=self.context)
-
-    def patch(self, path, body):
-        return _call(self.url + path, "PATCH", body, self.headers, self.context, "application/merge-patch+json")
-
-    def event(self, namespace, involved, reason, message, warning=False):
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        meta = involved["metadata"]
-        body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.rollout-", "namespace": namespace},
-            "involvedObject": {"apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": meta["name"],
-                               "namespace": namespace, "uid": meta.get("uid", "")},
-            "reason": reason, "message": message[:1024], "type": "Warning" if warning else "Normal",
-            "source": {"component": "rollout-analysis"}, "reportingComponent": "rollout-analysis",
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        return _call(f"{self.url}/api/v1/namespaces/{namespace}/events", "POST", body, self.headers, self.context)
 
 
 class Rollout:
@@ -150,15 +107,6 @@ class Rollout:
             # version); 100 promotes the candidate's revision.
             self.object = self.kube.patch(self.path, {"spec": {"predictor": {"canaryTrafficPercent": weight}}})
         self.weight = weight
-
-
-def tag_version(model, version, tags):
-    """Set tags on a model version in MLflow's registry, over its REST API."""
-    uri = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
-    login = f"{os.environ.get('MLFLOW_TRACKING_USERNAME', '')}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}"
-    headers = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
-    for key, value in tags.items():
-        _call(f"{uri}/api/2.0/mlflow/model-versions/set-tag", "POST", {"name": model, "version": str(version), "key": key, "value": str(value)}, headers)
 
 
 def main():
