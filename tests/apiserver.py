@@ -434,7 +434,10 @@ def request(server: APIServer, method: str, path: str, body=None, content_type="
         except Exception as error:
             connection.close()  # never used again half-way through a request
             connection = None
-            stale = reused and isinstance(error, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+            # A closed keep-alive connection shows as one of these, or as TLS's end of stream
+            # when the close reaches the client while it sends (SSLEOFError).
+            stale = reused and isinstance(error, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                                                  ssl.SSLEOFError, ssl.SSLZeroReturnError))
             if attempt or not stale:
                 raise
     with _idle_lock:
