@@ -432,3 +432,19 @@ def test_a_verbose_render_prints_no_credential(tmp_path):
     assert len(generated) >= 15
     text = result.stdout + result.stderr + "".join(p.read_text() for p in tree.rglob("*.yaml"))
     assert [s[:6] + "..." for s in generated if s in text] == []
+
+
+def test_a_layer_run_alone_checks_the_delivery_settings_before_writing_anything(project):
+    """`--tags <layer>` skips preflight: the delivery entry point's own argument check (its first
+    task, deliver.yml, from meta/argument_specs.yml) still refuses a setting outside its choices
+    or of the wrong type, naming it, before the layer writes anything."""
+    from conftest import run, tool
+
+    tree = project / "tree"
+    for setting, expected in (("platform_delivery=gitopz", "platform_delivery must be one of: direct, gitops, got: gitopz"),
+                              ("platform_wait_timeout=soon", "platform_wait_timeout")):
+        result = run([tool("ansible-playbook"), "site.yml", "-i", "inventories/lab", "--tags", "network", "-e", f"platform_gitops_dir={tree}",
+                      "-e", "platform_gitops_repo_url=https://git.example.internal/platform.git", "-e", setting], cwd=project)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Check the delivery settings" in output and expected in output, output[-3000:]
+        assert not tree.exists()
