@@ -59,7 +59,7 @@ def test_images(tmp_path_factory):
 def test_molecule_scenario(scenario, test_images):
     reason = podman_ready()
     if reason:
-        # CI installs podman and builds the image first (make test): there a skip would hide a broken setup.
+        # CI installs podman (make test) and test_images builds the image: there a skip would hide a broken setup.
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
