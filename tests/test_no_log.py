@@ -23,10 +23,10 @@ SUSPECT = re.compile(
 INCLUDES = {"ansible.builtin.include_role", "ansible.builtin.include_tasks", "ansible.builtin.import_tasks", "include_role", "include_tasks"}
 # (file, task name): why it may show its arguments.
 NAMES_ONLY = {
-    ("roles/platform/tasks/deliver_gitops.yml", "Show the Secrets left to you, by name and keys only, of layer {{ platform_layer.name }}"):
-        "prints platform_secret_summaries: namespace/name (keys), never values",
-    ("roles/platform/tasks/deliver_gitops.yml", "Show the node labels left to you, of layer {{ platform_layer.name }}"):
-        "prints kubectl label commands; the layer's secrets are only tested for presence",
+    ("roles/platform/tasks/deliver_gitops.yml",
+     "Show the Secrets, by name and keys only, and the node labels left to you, of layer {{ platform_layer.name }}"):
+        "prints platform_secret_summaries (namespace/name (keys), never values) and kubectl label commands; "
+        "the layer's secrets are otherwise only tested for presence",
     ("roles/serving/tasks/main.yml", "Declare layer 5, serving"):
         "names the Secret inference-tokens and holds a sha256 digest of the tokens (it rolls the gateway), never a token",
     ("roles/platform/tasks/rotate.yml", "Say what the rotation does, of {{ rotate }}"):
