@@ -152,6 +152,26 @@ def request(port, method, path, login=None, host=None, body=None):
     return response.status, response.read().decode(errors="replace")
 
 
+def auth_cache_seconds(docs):
+    """How long the rendered server's workers trust a login they have checked (MLflow's
+    auth_cache_ttl_seconds, from tracking_mlflow_auth_cache_seconds)."""
+    container = docs[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]
+    return int(next(var["value"] for var in container["env"] if var["name"] == "MLFLOW_AUTH_CACHE_SECONDS"))
+
+
+def refused_in_time(port, docs, path, login):
+    """The status a login that was rotated or removed gets once no worker trusts it any more,
+    401, polled for the rendered auth cache's seconds and 3 more: a login still accepted after
+    that returns what it got last (and the caller's assertion fails). Within the cache's time a
+    worker that trusts a deleted user answers 404 (no such user) to it, never its data."""
+    deadline = time.monotonic() + auth_cache_seconds(docs) + 3
+    while True:
+        status = request(port, "GET", path, login=login)[0]
+        if status == 401 or time.monotonic() > deadline:
+            return status
+        time.sleep(0.25)
+
+
 def finish(process, timeout=120):
     """The outcome of a process started with its output piped, once it has ended."""
     stdout, stderr = process.communicate(timeout=timeout)
@@ -196,16 +216,16 @@ def test_the_start_script_hands_mlflow_the_database_uri_intact(rendered, tmp_pat
     fake.mkdir()
     (fake / "mlflow").write_text(
         f"#!{sys.executable}\nimport configparser, os\nc = configparser.ConfigParser()\nc.read(os.environ['MLFLOW_AUTH_CONFIG_PATH'])\n"
-        "print(c['mlflow']['database_uri']); print(c['mlflow']['default_permission'])\n"
+        "print(c['mlflow']['database_uri']); print(c['mlflow']['default_permission']); print(c['mlflow']['auth_cache_ttl_seconds'])\n"
     )
     (fake / "mlflow").chmod(0o755)
     uri = "postgresql://mlflow:p%40ss%2Fw0rd@mlflow-db-rw.ml-tracking:5432/mlflow"
-    env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=uri, MLFLOW_DEFAULT_PERMISSION="READ",
+    env = dict(os.environ, MLFLOW_BACKEND_STORE_URI=uri, MLFLOW_DEFAULT_PERMISSION="READ", MLFLOW_AUTH_CACHE_SECONDS=str(auth_cache_seconds(docs)),
                MLFLOW_AUTH_CONFIG_PATH=str(tmp_path / "auth" / "basic_auth.ini"), PATH=f"{fake}{os.pathsep}{os.environ['PATH']}")
     script = container["args"][0].replace("/tmp", str(tmp_path))
     result = subprocess.run([*container["command"], script], env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [uri, "READ"]
+    assert result.stdout.split() == [uri, "READ", "5"]
     # Only the server can read what it wrote.
     assert (tmp_path / "auth" / "basic_auth.ini").stat().st_mode & 0o077 == 0
 
@@ -257,14 +277,15 @@ def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server, us
     experiment = json.loads(body)["experiment_id"]
     status, body = request(port, "POST", "/api/2.0/mlflow/runs/create", login=TRAINING, body={"experiment_id": experiment})
     assert status == 200, body
-    # Re-run: nothing changes; a rotated password takes effect without the old one.
+    # Re-run: nothing changes; a rotated password takes effect, and the old one stops working once no
+    # worker trusts it any more (tracking_mlflow_auth_cache_seconds).
     assert "training: unchanged" in run_users_job(docs, work, database, [ADMIN, TRAINING]).stdout
     rotated = (TRAINING[0], "a-rotated-training-password-0001")
     rotation = run_users_job(docs, work, database, [ADMIN, rotated])
     if rotation.returncode == 0:
         users["training"] = rotated  # the later tests sign in as training with it
     assert "training: updated" in rotation.stdout
-    assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=TRAINING)[0] == 401
+    assert refused_in_time(port, docs, "/api/2.0/mlflow/experiments/search?max_results=1", TRAINING) == 401
     assert request(port, "GET", "/api/2.0/mlflow/experiments/search?max_results=1", login=rotated)[0] == 200
     # A team's login goes with the team; a user an admin made by hand stays.
     team = ("team-vision", "a-team-vision-password-000000001")
@@ -278,7 +299,7 @@ def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server, us
     removed = run_users_job(docs, work, database, [ADMIN, rotated])
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert "team-vision: deleted (no longer declared)" in removed.stdout and "alice" not in removed.stdout, removed.stdout
-    assert request(port, "GET", search, login=team)[0] == 401
+    assert refused_in_time(port, docs, search, team) == 401
     assert request(port, "GET", search, login=hand)[0] == 200
 
 
@@ -314,7 +335,7 @@ def test_rotate_yml_gives_a_login_a_new_password_and_the_old_one_stops_working(s
     rotation = run_users_job(docs, work, database, [ADMIN, new])
     assert rotation.returncode == 0 and "training: updated" in rotation.stdout, rotation.stdout + rotation.stderr
     users["training"] = new  # the later tests sign in as training with it
-    assert request(port, "GET", search, login=old)[0] == 401
+    assert refused_in_time(port, docs, search, old) == 401
     assert request(port, "GET", search, login=new)[0] == 200
 
 

@@ -15,6 +15,9 @@ import ipaddress
 import re
 
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+# The longest an MLflow worker may keep trusting a login it checked (a rotated or
+# removed one works that long).
+AUTH_CACHE_MAX = 300
 RETENTION = re.compile(r"^[1-9][0-9]*[dwm]$")
 
 
@@ -45,6 +48,12 @@ def problems(settings, node_count, pod_cidr=None):
     workers = settings.get("tracking_mlflow_workers", 1)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         found.append(f"tracking_mlflow_workers: {workers!r} must be a positive number.")
+    cache = settings.get("tracking_mlflow_auth_cache_seconds", 0)
+    if not isinstance(cache, int) or isinstance(cache, bool) or not 0 <= cache <= AUTH_CACHE_MAX:
+        found.append(
+            f"tracking_mlflow_auth_cache_seconds: {cache!r} is not a number of seconds from 0 to {AUTH_CACHE_MAX}: a rotated or removed "
+            "login keeps working that long. Fix: 5 (the default), or 0 to check the password on every request."
+        )
     if pod_cidr:
         try:
             cidr_host_pattern(pod_cidr)
