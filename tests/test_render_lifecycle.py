@@ -12,6 +12,7 @@ documents, and the network policy around the inference-logger."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -26,7 +27,7 @@ import pytest
 import yaml
 
 from conftest import BOM, ROOT, render_gitops
-from k8s_schemas import CRD_DIR, load_tree, validate
+from k8s_schemas import CRD_DIR, _Loader, load_tree, validate
 from test_dashboards import KNOWN, PROMTOOL, expressions, metric_names
 from test_render_orchestration import promote
 
@@ -333,13 +334,30 @@ def test_the_policy_check_sees_a_wrong_opening(layers):
     ]
 
 
+@functools.lru_cache(maxsize=None)
+def crd_file(path):
+    """The CRD of a file of ../shared/crds, read once per process with LibYAML: they are megabytes
+    each (KServe's, Argo Workflows'), seconds apiece for the pure-Python parser, and two tests
+    install the same ones. Read it, never change it."""
+    return next(d for d in yaml.load_all(path.read_text(), Loader=_Loader) if d)
+
+
+# {API server URL: {CRD name: the document}}: what install_crds applied in this process, to the
+# session's one API server. Applying an unchanged CRD again changes nothing and costs the server
+# the CEL compilation of its whole schema (seconds for KServe's).
+_INSTALLED: dict = {}
+
+
 def install_crds(server, files, documents=()):
-    """Apply CRD files (and CRD documents) to the API server and wait until each is Established;
-    create the serving and workflows namespaces."""
+    """Apply CRD files (and CRD documents) to the API server, but those this process applied there
+    already, and wait until each is Established; create the serving and workflows namespaces."""
     from apiserver import api_get, apply_server_side, kubectl
 
-    crds = [next(d for d in yaml.safe_load_all(path.read_text()) if d) for path in files] + list(documents)
-    apply_server_side(server, crds, "crd-installer", force_conflicts=True)
+    crds = [crd_file(path) for path in files] + list(documents)
+    installed = _INSTALLED.setdefault(server.url, {})
+    new = [crd for crd in crds if installed.get(crd["metadata"]["name"]) != crd]
+    apply_server_side(server, new, "crd-installer", force_conflicts=True)
+    installed.update((crd["metadata"]["name"], crd) for crd in new)
     # Polled, not `kubectl wait`: kubectl 1.35 fails at once ("status.conditions accessor error")
     # on a CRD whose status the API server has not written yet.
     deadline = time.monotonic() + 60
