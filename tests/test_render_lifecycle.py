@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 import os
 import re
@@ -74,9 +75,30 @@ def ok(result):
     return result
 
 
-def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores_the_tree(tmp_path):
-    tree = tmp_path / "tree"
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+# The first promotion of three tests below (a canary then goes beside it): iris version 3 alone.
+IRIS_3 = ("-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a")
+
+
+def promoted(tmp_path_factory, tree, *extra):
+    """tree as promote(tree, *extra) leaves a fresh tree (the tree only: the project holds no
+    state in gitops mode). The promotion is made once for the whole run, as the session renders
+    are (conftest.session_render: the workers share it under a lock), and copied to tree."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    made = shared / f"promoted-{hashlib.sha256(json.dumps(extra).encode()).hexdigest()[:16]}"
+    with FileLock(f"{made}.lock"):
+        if not (made / "done").exists():
+            shutil.rmtree(made, ignore_errors=True)
+            ok(promote(made / "tree", *extra))
+            (made / "done").touch()
+    shutil.copytree(made / "tree", tree)
+    return tree
+
+
+def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores_the_tree(tmp_path_factory, tmp_path):
+    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
     serving = (tree / MODEL_FILE.format("iris")).read_text()
     ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
                "-e", "promote_strategy=canary", "-e", "promote_canary_percent=20"))
@@ -199,9 +221,8 @@ def dashboard_of(docs):
     return json.loads(next(iter(maps[0]["data"].values())))
 
 
-def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(tmp_path):
-    tree = tmp_path / "tree"
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(tmp_path_factory, tmp_path):
+    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
     ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
                "-e", "promote_strategy=canary"))
     docs = model_docs(tree)
@@ -604,7 +625,7 @@ def run_step(server, scripts, account_dir, command, **env):
 
 
 @pytest.mark.xdist_group("apiserver")
-def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion_removes_it(apiserver, layers, tmp_path):
+def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion_removes_it(apiserver, layers, tmp_path_factory, tmp_path):
     """On a real API server with the KServe, Argo Workflows, Gateway API and (test-side) Cilium
     CRDs and the orchestration layer's retraining objects (ServiceAccounts, Roles, the
     ValidatingAdmissionPolicy): promote.yml (direct, replace) declares retrain-iris with its
@@ -652,8 +673,7 @@ def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion
     stored = api_get(server, "/api/v1/namespaces/ml-training/configmaps/retrain-iris")["data"]
 
     # What promote.yml renders for a canary of version 7 beside version 3 (gitops, the same template).
-    tree = tmp_path / "tree"
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
     ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/iris/retrain-iris-k2",
                "-e", "promote_strategy=canary"))
     expected = [d for d in model_docs(tree) if d["kind"] in ("InferenceService", "HTTPRoute", "CiliumNetworkPolicy")]
