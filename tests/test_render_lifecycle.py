@@ -27,7 +27,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import BOM, ROOT, render_gitops
+from conftest import BOM, ROOT, session_render
 from k8s_schemas import CRD_DIR, _Loader, load_tree, validate
 from test_dashboards import KNOWN, PROMTOOL, expressions, metric_names
 from test_render_orchestration import promote
@@ -286,11 +286,12 @@ def test_the_monitoring_check_sees_a_model_left_unmonitored():
 
 @pytest.fixture(scope="module")
 def layers(tmp_path_factory):
-    """The serving and orchestration layers of the production inventory, rendered (gitops)."""
-    tree = tmp_path_factory.mktemp("layers") / "tree"
-    result = render_gitops("production", tree, "serving,orchestration")
-    assert result.returncode == 0, result.stdout[-3000:]
-    return {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
+    """The serving and orchestration layers of the production inventory (and the tree's root), by
+    (kind, name), as the session's gitops render of every layer wrote them (conftest.session_render):
+    the documents a render of those two layers alone writes. Read them, never change them."""
+    _, _, tree_docs = session_render("production", tmp_path_factory)
+    return {(d["kind"], d["metadata"]["name"]): d for path, docs in tree_docs.items()
+            if path == "root.yaml" or re.match(r"(apps|manifests)/(serving|orchestration)[-/]", path) for d in docs}
 
 
 def test_the_inference_logger_and_the_drift_template_are_declared_as_the_monitoring_needs(layers):
