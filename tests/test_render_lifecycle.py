@@ -12,6 +12,8 @@ documents, and the network policy around the inference-logger."""
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
 import os
 import re
@@ -25,8 +27,8 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import BOM, ROOT, render_gitops
-from k8s_schemas import CRD_DIR, load_tree, validate
+from conftest import BOM, ROOT, session_render
+from k8s_schemas import CRD_DIR, _Loader, load_tree, validate
 from test_dashboards import KNOWN, PROMTOOL, expressions, metric_names
 from test_render_orchestration import promote
 
@@ -73,9 +75,30 @@ def ok(result):
     return result
 
 
-def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores_the_tree(tmp_path):
-    tree = tmp_path / "tree"
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+# The first promotion of three tests below (a canary then goes beside it): iris version 3 alone.
+IRIS_3 = ("-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a")
+
+
+def promoted(tmp_path_factory, tree, *extra):
+    """tree as promote(tree, *extra) leaves a fresh tree (the tree only: the project holds no
+    state in gitops mode). The promotion is made once for the whole run, as the session renders
+    are (conftest.session_render: the workers share it under a lock), and copied to tree."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    made = shared / f"promoted-{hashlib.sha256(json.dumps(extra).encode()).hexdigest()[:16]}"
+    with FileLock(f"{made}.lock"):
+        if not (made / "done").exists():
+            shutil.rmtree(made, ignore_errors=True)
+            ok(promote(made / "tree", *extra))
+            (made / "done").touch()
+    shutil.copytree(made / "tree", tree)
+    return tree
+
+
+def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores_the_tree(tmp_path_factory, tmp_path):
+    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
     serving = (tree / MODEL_FILE.format("iris")).read_text()
     ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
                "-e", "promote_strategy=canary", "-e", "promote_canary_percent=20"))
@@ -198,9 +221,8 @@ def dashboard_of(docs):
     return json.loads(next(iter(maps[0]["data"].values())))
 
 
-def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(tmp_path):
-    tree = tmp_path / "tree"
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(tmp_path_factory, tmp_path):
+    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
     ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
                "-e", "promote_strategy=canary"))
     docs = model_docs(tree)
@@ -264,11 +286,12 @@ def test_the_monitoring_check_sees_a_model_left_unmonitored():
 
 @pytest.fixture(scope="module")
 def layers(tmp_path_factory):
-    """The serving and orchestration layers of the production inventory, rendered (gitops)."""
-    tree = tmp_path_factory.mktemp("layers") / "tree"
-    result = render_gitops("production", tree, "serving,orchestration")
-    assert result.returncode == 0, result.stdout[-3000:]
-    return {(d["kind"], d["metadata"]["name"]): d for docs in load_tree(tree).values() for d in docs}
+    """The serving and orchestration layers of the production inventory (and the tree's root), by
+    (kind, name), as the session's gitops render of every layer wrote them (conftest.session_render):
+    the documents a render of those two layers alone writes. Read them, never change them."""
+    _, _, tree_docs = session_render("production", tmp_path_factory)
+    return {(d["kind"], d["metadata"]["name"]): d for path, docs in tree_docs.items()
+            if path == "root.yaml" or re.match(r"(apps|manifests)/(serving|orchestration)[-/]", path) for d in docs}
 
 
 def test_the_inference_logger_and_the_drift_template_are_declared_as_the_monitoring_needs(layers):
@@ -333,13 +356,30 @@ def test_the_policy_check_sees_a_wrong_opening(layers):
     ]
 
 
+@functools.lru_cache(maxsize=None)
+def crd_file(path):
+    """The CRD of a file of ../shared/crds, read once per process with LibYAML: they are megabytes
+    each (KServe's, Argo Workflows'), seconds apiece for the pure-Python parser, and two tests
+    install the same ones. Read it, never change it."""
+    return next(d for d in yaml.load_all(path.read_text(), Loader=_Loader) if d)
+
+
+# {API server URL: {CRD name: the document}}: what install_crds applied in this process, to the
+# session's one API server. Applying an unchanged CRD again changes nothing and costs the server
+# the CEL compilation of its whole schema (seconds for KServe's).
+_INSTALLED: dict = {}
+
+
 def install_crds(server, files, documents=()):
-    """Apply CRD files (and CRD documents) to the API server and wait until each is Established;
-    create the serving and workflows namespaces."""
+    """Apply CRD files (and CRD documents) to the API server, but those this process applied there
+    already, and wait until each is Established; create the serving and workflows namespaces."""
     from apiserver import api_get, apply_server_side, kubectl
 
-    crds = [next(d for d in yaml.safe_load_all(path.read_text()) if d) for path in files] + list(documents)
-    apply_server_side(server, crds, "crd-installer", force_conflicts=True)
+    crds = [crd_file(path) for path in files] + list(documents)
+    installed = _INSTALLED.setdefault(server.url, {})
+    new = [crd for crd in crds if installed.get(crd["metadata"]["name"]) != crd]
+    apply_server_side(server, new, "crd-installer", force_conflicts=True)
+    installed.update((crd["metadata"]["name"], crd) for crd in new)
     # Polled, not `kubectl wait`: kubectl 1.35 fails at once ("status.conditions accessor error")
     # on a CRD whose status the API server has not written yet.
     deadline = time.monotonic() + 60
@@ -586,7 +626,7 @@ def run_step(server, scripts, account_dir, command, **env):
 
 
 @pytest.mark.xdist_group("apiserver")
-def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion_removes_it(apiserver, layers, tmp_path):
+def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion_removes_it(apiserver, layers, tmp_path_factory, tmp_path):
     """On a real API server with the KServe, Argo Workflows, Gateway API and (test-side) Cilium
     CRDs and the orchestration layer's retraining objects (ServiceAccounts, Roles, the
     ValidatingAdmissionPolicy): promote.yml (direct, replace) declares retrain-iris with its
@@ -634,8 +674,7 @@ def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion
     stored = api_get(server, "/api/v1/namespaces/ml-training/configmaps/retrain-iris")["data"]
 
     # What promote.yml renders for a canary of version 7 beside version 3 (gitops, the same template).
-    tree = tmp_path / "tree"
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
     ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/iris/retrain-iris-k2",
                "-e", "promote_strategy=canary"))
     expected = [d for d in model_docs(tree) if d["kind"] in ("InferenceService", "HTTPRoute", "CiliumNetworkPolicy")]
