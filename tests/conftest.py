@@ -226,13 +226,6 @@ def session_project(inventory, tmp_path_factory):
     return _project_of(tree)
 
 
-def pytest_xdist_auto_num_workers(config):
-    """-n auto (pyproject.toml): one worker more than the cores. About a tenth of a run, a
-    worker waits on what it started (molecule's containers booting systemd, the API server
-    establishing CRDs, MLflow's workers importing it): the extra worker's tests use that time."""
-    return (os.cpu_count() or 1) + 1
-
-
 @pytest.fixture(scope="session", params=INVENTORIES)
 def rendered(request, tmp_path_factory):
     """session_render of every sample inventory."""
