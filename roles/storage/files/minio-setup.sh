@@ -84,9 +84,13 @@ fi
 while read -r user policy; do
   mc admin policy create platform "$policy" "$config/policy-$policy.json"
   mc admin user add platform "$user" "$(cat "$users/$user")"
-  mc admin policy attach platform "$policy" --user "$user" 2>/tmp/attach.err \
-    || grep -qi "already" /tmp/attach.err \
-    || { cat /tmp/attach.err >&2; exit 1; }
+  # Its output kept in the shell, not in a file every run shares: an attachment
+  # made before is not an error.
+  if ! attached=$(mc admin policy attach platform "$policy" --user "$user" 2>&1); then
+    printf '%s\n' "$attached" | grep -qi "already" || { printf '%s\n' "$attached" >&2; exit 1; }
+  elif [ -n "$attached" ]; then
+    printf '%s\n' "$attached"
+  fi
 done < "$config/users"
 # Users the storage layer no longer declares (a team taken out of
 # platform_teams, a service user removed): the user, so its keys stop working,
