@@ -237,6 +237,26 @@ def root() -> Path:
     return ROOT
 
 
+def layer_delivery_project(tmp_path, server) -> Path:
+    """A copy of the project with deliver-test-layer.yml, a play that hands the variable
+    test_layer (a layer's declaration, given with -e @file) to the platform role's deliver
+    entry point as the layer roles do, and the lab's state holding server's kubeconfig as the
+    cluster's admin.conf: for tests of the shared delivery path against a real API server."""
+    project = project_copy(tmp_path / "project")
+    (project / "deliver-test-layer.yml").write_text(yaml.safe_dump([{
+        "name": "Deliver a test layer as the layer roles do",
+        "hosts": "localhost",
+        "connection": "local",
+        "gather_facts": False,
+        "tasks": [{"name": "Deliver", "ansible.builtin.include_role": {"name": "platform", "tasks_from": "deliver"},
+                   "vars": {"platform_layer": "{{ test_layer }}"}}],
+    }]))
+    state = state_dir(project, "lab")
+    state.mkdir(parents=True)
+    shutil.copy(server.kubeconfig, state / "admin.conf")
+    return project
+
+
 @pytest.fixture()
 def project(tmp_path) -> Path:
     """A fresh copy of the project for one test (see project_copy)."""

@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from apiserver import APIError, api_get, apply_server_side
-from conftest import project_copy, run, state_dir, tool
+from conftest import layer_delivery_project, run, state_dir, tool
 
 pytestmark = pytest.mark.xdist_group("apiserver")
 
@@ -41,19 +40,7 @@ def _layer(namespace):
 
 @pytest.fixture()
 def gitops_project(tmp_path, apiserver):
-    project = project_copy(tmp_path / "project")
-    (project / "deliver-test-layer.yml").write_text(yaml.safe_dump([{
-        "name": "Deliver a test layer as the layer roles do",
-        "hosts": "localhost",
-        "connection": "local",
-        "gather_facts": False,
-        "tasks": [{"name": "Deliver", "ansible.builtin.include_role": {"name": "platform", "tasks_from": "deliver"},
-                   "vars": {"platform_layer": "{{ test_layer }}"}}],
-    }]))
-    state = state_dir(project, "lab")
-    state.mkdir(parents=True)
-    (state / "admin.conf").write_bytes(apiserver.kubeconfig.read_bytes())
-    return project
+    return layer_delivery_project(tmp_path, apiserver)
 
 
 def _deliver(project, layer, secrets):

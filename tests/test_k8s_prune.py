@@ -18,13 +18,12 @@ state directory holds the server's kubeconfig, as layer 1 would leave it:
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import yaml
 
 from apiserver import APIError, api_get, apply_server_side
-from conftest import ROOT, project_copy, run, state_dir, tool
+from conftest import ROOT, layer_delivery_project, run, tool
 
 pytestmark = pytest.mark.xdist_group("apiserver")
 
@@ -75,19 +74,7 @@ def _exists(server, path):
 
 @pytest.fixture()
 def prune_project(tmp_path, apiserver):
-    project = project_copy(tmp_path / "project")
-    (project / "deliver-test-layer.yml").write_text(yaml.safe_dump([{
-        "name": "Deliver a test layer as the layer roles do",
-        "hosts": "localhost",
-        "connection": "local",
-        "gather_facts": False,
-        "tasks": [{"name": "Deliver", "ansible.builtin.include_role": {"name": "platform", "tasks_from": "deliver"},
-                   "vars": {"platform_layer": "{{ test_layer }}"}}],
-    }]))
-    state = state_dir(project, "lab")
-    state.mkdir(parents=True)
-    shutil.copy(apiserver.kubeconfig, state / "admin.conf")
-    return project
+    return layer_delivery_project(tmp_path, apiserver)
 
 
 def test_what_a_layer_no_longer_declares_is_removed_and_data_is_kept(prune_project, apiserver):
