@@ -28,7 +28,7 @@ description:
   - Then, with I(ready), waits until every object listed there is ready, as
     C(platform_k8s_wait) does; then, with I(prune), removes what the layer no longer declares, as
     C(platform_k8s_prune) does.
-  - Returns no object, only names: a Secret's values appear in no result or message.
+  - Returns no object, only names; a Secret's values appear in no result or message.
   - Supports check mode (server-side dry run; the prune deletes nothing).
 options:
   definitions:
