@@ -18,6 +18,9 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 sys.path.insert(0, str(ROOT / "plugins" / "modules"))
 sys.path.insert(0, str(ROOT / "plugins" / "action"))
+# The collection as Ansible imports it (ansible_collections.mlplatform.baremetal...), for the
+# modules that import its module_utils.
+sys.path.insert(0, str(ROOT / "collections"))
 
 BOM = yaml.safe_load((ROOT / "group_vars" / "all" / "bom.yml").read_text())
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]

@@ -460,7 +460,8 @@ def test_first_run_converges(runs):
 def test_manifests_wait_for_a_webhook_that_is_not_serving_yet(runs):
     runs = _first(runs)
     assert runs.refused, "MetalLB's webhook never refused anything: the test proved nothing"
-    assert "FAILED - RETRYING: [localhost]: Apply server-side the manifests of layer network" in runs.first.stdout
+    assert ("FAILED - RETRYING: [localhost]: Apply server-side the manifests, label the nodes, wait for readiness"
+            " and remove what is no longer declared, of layer network") in runs.first.stdout
 
 
 def test_interrupted_upgrade_stops_with_the_rollback_command(runs):

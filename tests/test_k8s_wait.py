@@ -1,5 +1,6 @@
-"""Direct mode's readiness wait (plugins/modules/platform_k8s_wait.py, with the objects
-platform_ready_checks makes of a layer's `ready` list), run as deliver_direct.yml runs it,
+"""Direct mode's readiness wait (platform_k8s_apply's `ready`, plugins/module_utils/k8s_wait.py,
+which platform_k8s_wait runs too, with the objects platform_ready_checks makes of a layer's
+`ready` list), run as deliver_direct.yml runs it,
 against the real API server:
 
 - a Job that has Failed ends the wait at once (not at the timeout), naming the Job, its
@@ -40,9 +41,11 @@ def _wait(apiserver, tmp_path, ready, timeout):
         "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
         "tasks": [{
             "name": "Wait for every readiness signal of the layer",
-            "mlplatform.baremetal.platform_k8s_wait": {
+            # deliver_direct.yml's last apply, with nothing to apply or prune: its wait.
+            "mlplatform.baremetal.platform_k8s_apply": {
                 "kubeconfig": str(apiserver.kubeconfig),
-                "objects": "{{ layer | mlplatform.baremetal.platform_ready_checks }}",
+                "field_manager": "ml-platform",
+                "ready": "{{ layer | mlplatform.baremetal.platform_ready_checks }}",
                 "timeout": timeout,
                 "sleep": 1,
             },

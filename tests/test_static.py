@@ -128,6 +128,16 @@ def test_ansible_doc_reads_the_role(role, role_docs):
     assert "ENTRY POINT" in text
 
 
+def test_ansible_doc_reads_every_module():
+    """Each module's DOCUMENTATION is what ansible-doc can read (one run for all of them): a
+    description line that YAML reads as a mapping (a ': ' in it) makes it fail."""
+    modules = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py"))
+    result = run([tool("ansible-doc"), "-t", "module", *(f"mlplatform.baremetal.{m}" for m in modules)])
+    assert result.returncode == 0 and "ERROR" not in result.stderr, result.stderr
+    for module in modules:
+        assert f"> MODULE mlplatform.baremetal.{module} (" in result.stdout.replace("\x1b[1m", "").replace("\x1b[0m", ""), module
+
+
 def test_every_playbook_is_in_site_or_standalone():
     # site.yml runs playbooks/site.yml (the collection's mlplatform.baremetal.site), which imports the layers.
     assert "import_playbook: playbooks/site.yml" in (ROOT / "site.yml").read_text()

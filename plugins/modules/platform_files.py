@@ -19,8 +19,8 @@ description:
 options:
   files:
     description:
-      - Path to C({content, mode}) for a file, C({state: directory, mode}) for a directory, or
-        C({state: link, src}) for a symbolic link.
+      - "Path to C({content, mode}) for a file, C({state: directory, mode}) for a directory, or
+        C({state: link, src}) for a symbolic link."
     type: dict
     required: true
 author:

@@ -371,3 +371,24 @@ def test_the_declared_objects_are_names_only():
         {"apiVersion": "v1", "kind": "ResourceQuota", "namespace": "team-a", "name": "q"},
     ]
     assert "secret" not in json.dumps(pd.declared_objects(layer))
+
+
+# -- platform_k8s_apply: what of a Secret it must never show ---------------------------------------
+
+import platform_k8s_apply as apply  # noqa: E402
+
+
+def test_every_form_of_a_secrets_values_is_masked_and_other_kinds_are_not():
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
+              "data": {"key": "c2VjcmV0LWE=", "binary": "/w=="}, "stringData": {"password": "secret-b"}}
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}, "data": {"a": "shown"}}
+    assert apply.secret_values([secret, other]) == {"c2VjcmV0LWE=", "secret-a", "/w==", "secret-b", "c2VjcmV0LWI="}
+    assert apply.without_secret_data([secret, other]) == [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"}, "data": ["binary", "key"], "stringData": ["password"]},
+        other,
+    ]
+
+
+def test_a_list_kind_is_applied_as_its_items():
+    listed = {"apiVersion": "v1", "kind": "ConfigMapList", "items": [{"metadata": {"name": "a"}}, {"kind": "ConfigMap", "metadata": {"name": "b"}}]}
+    assert [(d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in apply.flatten([listed])] == [("v1", "ConfigMap", "a"), ("v1", "ConfigMap", "b")]
