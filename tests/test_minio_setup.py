@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -57,9 +58,14 @@ exit 0
 
 @pytest.fixture()
 def job(tmp_path):
-    config, users, replication, bin_dir = (tmp_path / d for d in ("config", "users", "replication", "bin"))
-    for d in (config, users, replication, bin_dir):
-        d.mkdir()
+    return setup_job(tmp_path)
+
+
+def setup_job(tmp_path):
+    """A function running the script with the stand-in, in its own directories under tmp_path."""
+    config, users, replication, bin_dir, scratch = (tmp_path / d for d in ("config", "users", "replication", "bin", "tmp"))
+    for d in (config, users, replication, bin_dir, scratch):
+        d.mkdir(parents=True)
     (config / "buckets").write_text("mlflow-artifacts on\nplatform-backups on\n")
     (config / "users").write_text("mlflow platform-mlflow\n")
     for bucket in ("mlflow-artifacts", "platform-backups"):
@@ -76,7 +82,8 @@ def job(tmp_path):
     mc.write_text(MC)
     mc.chmod(mc.stat().st_mode | stat.S_IEXEC)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", MC_LOG=str(tmp_path / "log"), MC_STATE=str(tmp_path / "state"),
-               SETUP_CONFIG=str(config), SETUP_USERS=str(users), SETUP_REPLICATION=str(replication), SETUP_WAIT_STEP="0")
+               SETUP_CONFIG=str(config), SETUP_USERS=str(users), SETUP_REPLICATION=str(replication), SETUP_WAIT_STEP="0",
+               TMPDIR=str(scratch))
 
     def run(**extra):
         result = subprocess.run(["sh", str(SCRIPT)], env={**env, **extra}, capture_output=True, text=True, timeout=60, check=False)
@@ -110,6 +117,24 @@ def test_a_failed_replication_fails_the_job_with_the_secret_masked(job):
     assert result.returncode != 0
     assert "Unable to add remote target" in result.stderr
     assert SECRET not in result.stdout + result.stderr and "***" in result.stderr
+
+
+def test_runs_at_the_same_time_keep_their_own_errors_and_leave_nothing_behind(tmp_path):
+    """Two runs at once, one whose replication fails, with the same scratch directory
+    (TMPDIR): each failure still says why. A file both wrote (the script once kept mc's
+    output in /tmp/replicate.out) gave a failed run an empty message when the other run
+    truncated it first, or the other run's lines, and a part of the secret the mask missed."""
+    failing, passing = setup_job(tmp_path / "failing"), setup_job(tmp_path / "passing")
+    shared = {"TMPDIR": str(tmp_path / "failing" / "tmp")}
+    for _ in range(8):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            failed = pool.submit(failing, MC_FAIL_ADD="1", **shared)
+            pool.submit(passing, **shared).result()
+            result, _ = failed.result()
+        assert result.returncode == 1 and "Unable to add remote target" in result.stderr, result
+        assert SECRET[-20:] not in result.stdout + result.stderr
+        (tmp_path / "passing" / "state").unlink()  # the next passing run adds its rules again
+    assert list((tmp_path / "failing" / "tmp").iterdir()) == []
 
 
 def test_users_no_longer_declared_are_removed_with_their_policies(job, tmp_path):

@@ -9,6 +9,15 @@
 # Exit code 3: a bucket that must be locked exists without object lock, which
 # MinIO cannot add to an existing bucket; everything else has converged.
 set -eu
+# mc's error output goes to this run's own directory: a fixed path under /tmp
+# is one file for every run at once, and a run that truncates it while another
+# reads it leaves that one failing with nothing to say (the tests run the
+# script concurrently). One left by a killed run of the same process id (a
+# restarted container has the same) is stale: it is replaced.
+scratch=${TMPDIR:-/tmp}/minio-setup.$$
+rm -rf "$scratch"
+mkdir -m 0700 "$scratch"
+trap 'rm -rf "$scratch"' EXIT
 config=${SETUP_CONFIG:-/config}
 users=${SETUP_USERS:-/users}
 replication=${SETUP_REPLICATION:-/replication}
@@ -33,18 +42,18 @@ if [ -s "$config/locked" ]; then
     if [ "$mode" = off ]; then
       mc mb --ignore-existing "platform/$bucket"
       # A bucket made with the lock keeps it; new versions get no retention.
-      if ! mc retention clear --default "platform/$bucket" 2>/tmp/lock.err; then
-        grep -q "cannot be enabled on existing buckets" /tmp/lock.err || { cat /tmp/lock.err >&2; exit 1; }
+      if ! mc retention clear --default "platform/$bucket" 2>"$scratch"/lock.err; then
+        grep -q "cannot be enabled on existing buckets" "$scratch"/lock.err || { cat "$scratch"/lock.err >&2; exit 1; }
       fi
       continue
     fi
     mc mb --ignore-existing --with-lock "platform/$bucket"
-    if mc retention set --default "$mode" "${days}d" "platform/$bucket" 2>/tmp/lock.err; then
+    if mc retention set --default "$mode" "${days}d" "platform/$bucket" 2>"$scratch"/lock.err; then
       echo "$bucket: object lock $mode, $days days"
-    elif grep -q "cannot be enabled on existing buckets" /tmp/lock.err; then
+    elif grep -q "cannot be enabled on existing buckets" "$scratch"/lock.err; then
       unlocked="$unlocked $bucket"
     else
-      cat /tmp/lock.err >&2
+      cat "$scratch"/lock.err >&2
       exit 1
     fi
   done < "$config/locked"
@@ -68,10 +77,10 @@ done < "$config/buckets"
 if [ -s "$config/encrypted" ]; then
   while read -r bucket kind; do
     attempt=0
-    until mc encrypt set "$kind" "platform/$bucket" >/dev/null 2>/tmp/encrypt.err; do
+    until mc encrypt set "$kind" "platform/$bucket" >/dev/null 2>"$scratch"/encrypt.err; do
       attempt=$((attempt + 1))
-      if ! grep -q "KMS is not configured" /tmp/encrypt.err || [ "$attempt" -ge 60 ]; then
-        cat /tmp/encrypt.err >&2
+      if ! grep -q "KMS is not configured" "$scratch"/encrypt.err || [ "$attempt" -ge 60 ]; then
+        cat "$scratch"/encrypt.err >&2
         echo "$bucket: encryption could not be turned on; MinIO needs MINIO_KMS_SECRET_KEY from its configuration Secret (docs/storage.md)" >&2
         exit 1
       fi
@@ -99,12 +108,12 @@ if [ -s "$config/revoked" ]; then
   while read -r user policy; do
     for what in "user remove platform $user" "policy remove platform $policy"; do
       # shellcheck disable=SC2086
-      if mc admin $what 2>/tmp/revoke.err; then
+      if mc admin $what 2>"$scratch"/revoke.err; then
         echo "$user: ${what%% *} removed"
-      elif grep -qi "not exist\|not found" /tmp/revoke.err; then
+      elif grep -qi "not exist\|not found" "$scratch"/revoke.err; then
         echo "$user: ${what%% *} gone already"
       else
-        cat /tmp/revoke.err >&2
+        cat "$scratch"/revoke.err >&2
         exit 1
       fi
     done
@@ -123,10 +132,10 @@ if [ -s "$config/replication" ]; then
   while read -r bucket; do
     if mc replicate ls "platform/$bucket" 2>/dev/null | grep -q "Remote Bucket: .*$host"; then
       echo "$bucket: replicated to $host already"
-    elif mc replicate add "platform/$bucket" --remote-bucket "$scheme://$key:$secret@$host/$bucket" --priority 1 >/tmp/replicate.out 2>&1; then
-      sed "s|$secret|***|g" /tmp/replicate.out
+    elif mc replicate add "platform/$bucket" --remote-bucket "$scheme://$key:$secret@$host/$bucket" --priority 1 >"$scratch"/replicate.out 2>&1; then
+      sed "s|$secret|***|g" "$scratch"/replicate.out
     else
-      sed "s|$secret|***|g" /tmp/replicate.out >&2
+      sed "s|$secret|***|g" "$scratch"/replicate.out >&2
       exit 1
     fi
   done < "$config/replication"
