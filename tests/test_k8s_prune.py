@@ -1,4 +1,4 @@
-"""Direct mode removes what a layer no longer declares (platform_k8s_prune, the last tasks of
+"""Direct mode removes what a layer no longer declares (platform_k8s_apply's prune, the last tasks of
 roles/platform/tasks/deliver_direct.yml), proven on the real API server through the platform
 role's own delivery (`tasks_from: deliver`) of a test layer, in a copy of the project whose lab
 state directory holds the server's kubeconfig, as layer 1 would leave it:

@@ -1,5 +1,5 @@
 """Direct mode's readiness wait (platform_k8s_apply's `ready`, plugins/module_utils/k8s_wait.py,
-which platform_k8s_wait runs too, with the objects platform_ready_checks makes of a layer's
+which platform_k8s_apply's ready runs, with the objects platform_ready_checks makes of a layer's
 `ready` list), run as deliver_direct.yml runs it,
 against the real API server:
 

@@ -84,7 +84,7 @@ def declaration_problems(layer, charts, manifests=None):
     for secret in layer.get("secrets") or []:
         if secret.get("kind") != "Secret":
             problems.append(f"layer {name}: secrets holds a {secret.get('kind')}, not a Secret")
-    # Direct mode prunes by this label what the layer no longer declares (platform_k8s_prune):
+    # Direct mode prunes by this label what the layer no longer declares (platform_k8s_apply's prune):
     # an object without it would never be removed, one with another layer's would be removed
     # by that layer.
     for doc in (layer.get("manifests") or []) + (layer.get("secrets") or []):
@@ -348,7 +348,7 @@ def gitops_files(layer, charts, settings, mirror=None, manifests=None, git_mirro
 
 def declared_objects(layer):
     """{apiVersion, kind, namespace, name} of every object direct mode applies for a layer (its
-    namespaces, Secrets and manifests): what platform_k8s_prune keeps. Names only: no Secret's
+    namespaces, Secrets and manifests): what platform_k8s_apply's prune keeps. Names only: no Secret's
     data reaches the module."""
     docs = namespace_documents(layer) + list(layer.get("secrets") or []) + list(layer.get("manifests") or [])
     return [
@@ -359,7 +359,7 @@ def declared_objects(layer):
 
 
 def ready_checks(layer):
-    """What direct mode waits on (platform_k8s_wait's objects): each readiness signal of a layer
+    """What direct mode waits on (platform_k8s_apply's ready): each readiness signal of a layer
     with what it must reach, and for a Job what ends the wait at once (Failed, with its pods'
     logs: a failed Job never completes, and waiting for the timeout hides why)."""
     # kubernetes.core knows when a Deployment, DaemonSet or StatefulSet is ready; the others
@@ -455,7 +455,7 @@ def crd_names(bundle):
 
 def bundle_ready_checks(bundles):
     """What direct mode waits on after applying bundles (their YAML texts): each CRD
-    Established, in the form ready_checks gives (for platform_k8s_wait)."""
+    Established, in the form ready_checks gives (for platform_k8s_apply's ready)."""
     names = [name for bundle in bundles or [] for name in crd_names(bundle)]
     return ready_checks({"ready": [{"kind": "CustomResourceDefinition", "name": name} for name in names]})
 

@@ -1,6 +1,6 @@
 """Removing what direct delivery applied for a layer and the layer no longer declares, for the
-platform's modules (platform_k8s_prune, platform_k8s_apply): what Argo CD's prune does in gitops
-mode. See platform_k8s_prune's documentation for what counts as the layer's."""
+platform_k8s_apply (its prune option): what Argo CD's prune does in gitops
+mode. platform_k8s_apply's documentation says what counts as the layer's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Waiting until Kubernetes objects are ready, for the platform's modules (platform_k8s_wait,
-platform_k8s_apply): every object of a list checked in one run, polling every `sleep` seconds,
+"""Waiting until Kubernetes objects are ready, for platform_k8s_apply
+(its ready option): every object of a list checked in one run, polling every `sleep` seconds,
 with one deadline for the whole list, readiness read exactly as kubernetes.core does: its own
 predicates (Deployment, DaemonSet, StatefulSet) or its condition check."""
 

@@ -8,7 +8,7 @@ which imports the Kubernetes client and compiles kubernetes.core's module_utils 
 second of CPU), for a few requests. This module does, in one process, what those did: each
 object is applied as kubernetes.core.k8s applies it (server-side, with the field manager,
 forcing conflicts; the same requests and failure messages, changed when the server's object
-differs from what it was), the wait is platform_k8s_wait's and the prune platform_k8s_prune's.
+differs from what it was); the wait and the prune are plugins/module_utils/k8s_wait.py and k8s_prune.py.
 
 A Secret's data never leaves the module: the result names Secrets (as every object) by kind,
 namespace and name only, and every value of a Secret (as given, and base64-encoded or decoded)
@@ -25,9 +25,19 @@ description:
     of I(src), as C(kubernetes.core.k8s) with C(apply) and C(server_side_apply) does, stopping at
     the first object the API server refuses, with its message.
   - Then patches each object of I(patches) that exists.
-  - Then, with I(ready), waits until every object listed there is ready, as
-    C(platform_k8s_wait) does; then, with I(prune), removes what the layer no longer declares, as
-    C(platform_k8s_prune) does.
+  - Then, with I(ready), polls every object listed there until each exists and is ready, or
+    I(timeout) seconds have passed for the whole list; then fails naming each object that is not
+    ready and what it shows. Ready means what kubernetes.core.k8s_info's C(wait) means, with
+    kubernetes.core's own predicates; with a C(condition), that the object's status condition of
+    that type has that status (and reason, when given); with a C(field), that the field at that
+    dotted path has that value; a kind with none of them only has to exist. An object that
+    reaches its C(failure) condition (a Job's C(Failed)) stops the wait at once, with what it
+    shows and, with C(logs), the last lines of its pods' logs.
+  - Then, with I(prune), lists, for every kind the layer declares now or declared at its last run
+    (its record, the ConfigMap C(ml-platform-layer-<layer>) in C(kube-system)) or may hold
+    without declaring it, the objects labelled C(platform.ml/layer=<layer>) that I(field_manager)
+    applied and no controller owns, and deletes each that it does not declare; a kind of
+    I(data_kinds) is only named (C(kept)) unless I(prune_data) is true. Then writes the record.
   - Returns no object, only names; a Secret's values appear in no result or message.
   - Supports check mode (server-side dry run; the prune deletes nothing).
 options:
@@ -59,7 +69,11 @@ options:
     type: bool
     default: true
   ready:
-    description: What to wait for after applying, in platform_k8s_wait's I(objects) form; nothing when empty.
+    description:
+      - What to wait for after applying, each C({api_version, kind, name, namespace, condition, field, failure, logs});
+        C(namespace) is omitted or empty for cluster-scoped kinds; C(condition) and C(failure) are
+        C({type, status, reason}) or empty; C(field) is C({path, value}) or empty; C(logs) is true to read the logs
+        of a failed Job's pods. Nothing is waited for when it is empty.
     type: list
     elements: dict
     default: []
@@ -73,9 +87,12 @@ options:
     default: 1
   prune:
     description:
-      - With it, after the wait, what the layer applied and no longer declares is removed, as platform_k8s_prune does
-        with the same options (I(layer), I(declared), I(data_kinds), I(prune_data), I(undeclared_kinds)), under
-        I(field_manager).
+      - With it, after the wait, what the layer applied and no longer declares is removed, under I(field_manager).
+        Its keys are C(layer) (the value of the layer's C(platform.ml/layer) label), C(declared) (every object the
+        layer declares, each C({apiVersion, kind, namespace, name})), C(undeclared_kinds) (kinds, each
+        C({apiVersion, kind}), the layer may hold without declaring them, such as the canary a model's retraining
+        starts), C(data_kinds) (C(group/Kind), C(Kind) for the core group, whose objects hold data) and
+        C(prune_data) (delete those too).
     type: dict
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
@@ -258,13 +275,17 @@ class Applier:
             raise ApplyError("Failed to retrieve requested object: {0}".format(_body(error)), getattr(error, "reason", None)) from error
         return {}
 
-    def apply(self, definition):
-        """Whether the server's object changed (or, in a dry run, would)."""
+    def _target(self, definition):
+        """(resource, name, namespace, the object as the server has it) of a definition, whose kind
+        and apiVersion are set to the served resource's."""
         resource = self.resource(definition)
         definition["kind"], definition["apiVersion"] = resource.kind, resource.group_version
-        meta = definition["metadata"]
-        name, namespace = meta.get("name"), meta.get("namespace")
-        existing = self._existing(resource, name, namespace)
+        name, namespace = definition["metadata"].get("name"), definition["metadata"].get("namespace")
+        return resource, name, namespace, self._existing(resource, name, namespace)
+
+    def apply(self, definition):
+        """Whether the server's object changed (or, in a dry run, would)."""
+        resource, name, namespace, existing = self._target(definition)
         try:
             response = self.client.apply(resource, definition, namespace=namespace, serialize=False, server_side=True,
                                          field_manager=self.field_manager, force_conflicts=self.force_conflicts)
@@ -274,11 +295,7 @@ class Applier:
 
     def patch(self, definition):
         """Whether the server's object changed (or would); None when there is no such object."""
-        resource = self.resource(definition)
-        definition["kind"], definition["apiVersion"] = resource.kind, resource.group_version
-        meta = definition["metadata"]
-        name, namespace = meta.get("name"), meta.get("namespace")
-        existing = self._existing(resource, name, namespace)
+        resource, name, namespace, existing = self._target(definition)
         if not existing:
             # kubernetes.core.k8s's warning (state: patched), word for word.
             self.warnings.append(

@@ -1,6 +1,7 @@
 """The direct path's own logic: interrupted Helm releases, first installs, bundle CRDs,
 per-release timeouts (plugins/filter/platform_delivery.py), and the one-run wait on a list of
-objects (plugins/modules/platform_k8s_wait.py)."""
+objects and the prune (plugins/module_utils/k8s_wait.py, k8s_prune.py, which
+platform_k8s_apply runs)."""
 
 import json
 import re
@@ -8,7 +9,7 @@ import re
 import pytest
 
 import platform_delivery as pd
-import platform_k8s_wait as wait
+from ansible_collections.mlplatform.baremetal.plugins.module_utils import k8s_wait as wait
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from kubernetes.dynamic.resource import ResourceInstance
@@ -100,7 +101,7 @@ def test_a_release_timeout_must_be_seconds():
     assert pd.declaration_problems(layer, CHARTS) == []
 
 
-# -- platform_k8s_wait: every readiness signal of a layer in one module run -----------------------
+# -- the wait (module_utils/k8s_wait): every readiness signal of a layer in one module run ----------
 
 
 class FakeClient:
@@ -283,9 +284,9 @@ def test_the_gpu_operators_cluster_policy_is_ready_by_its_state():
     assert check(policy) == (True, "ready")
 
 
-# -- platform_k8s_prune: what a layer no longer declares ------------------------------------------
+# -- the prune (module_utils/k8s_prune): what a layer no longer declares ------------------------
 
-import platform_k8s_prune as prune  # noqa: E402
+from ansible_collections.mlplatform.baremetal.plugins.module_utils import k8s_prune as prune  # noqa: E402
 
 
 def _applied(kind, name, namespace="team-a", manager="ml-platform", operation="Apply", api_version="v1", owner=False):
