@@ -33,10 +33,17 @@ def tool(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def run(args, cwd=ROOT, timeout=600, env=None):
+def run(args, cwd=ROOT, timeout=600, env=None, preloaded=False):
+    """args run in cwd, their output captured. preloaded: args is an ansible-playbook command of
+    the project's virtualenv, run in a process forked from one that has imported Ansible
+    (tests/preloaded.py), for a test that runs the same command on many inputs."""
     full_env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PY_COLORS="0")
     full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.update(env or {})
+    if preloaded:
+        import preloaded as forked
+
+        return forked.run(args, Path(cwd), full_env, timeout)
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
 
 
