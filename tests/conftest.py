@@ -315,4 +315,4 @@ def moto_s3(buckets=()):
     finally:
         server.stop()
 
-from apiserver import apiserver, pytest_runtest_makereport, pytest_terminal_summary  # noqa: E402,F401  (a real API server, and timings shown under pytest-xdist: tests/apiserver.py)
+from apiserver import apiserver, pytest_runtest_makereport, pytest_runtest_teardown, pytest_terminal_summary  # noqa: E402,F401  (a real API server, and timings shown under pytest-xdist: tests/apiserver.py)
