@@ -43,7 +43,7 @@ def run(args, cwd=ROOT, timeout=600, env=None, preloaded=False):
     if preloaded:
         import preloaded as forked
 
-        return forked.run(args, Path(cwd), full_env, timeout)
+        return forked.run(args, full_env, Path(cwd), timeout, forked.ANSIBLE_PLAYBOOK)
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
 
 

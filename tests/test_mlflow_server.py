@@ -10,7 +10,14 @@ One render, one object store and one started server serve the whole module, whos
 tests run on one pytest-xdist worker, so the suite starts MLflow once. The users job
 runs three times in all: its first run starts as soon as the server answers, as the
 Job runs beside the Deployment, while the tests that need no users run; the tests
-that sign in as training share it."""
+that sign in as training share it.
+
+The users job, the training step and the smoke probes run many times, and importing
+MLflow (and scikit-learn) costs each run more than its work: they run in processes
+forked from one that has made those imports (tests/preloaded.py), with the same argv,
+environment and script. Some runs of each are the commands themselves: the training
+test's step and its first buckets and mlflow probes, and a users job's re-run, which
+also runs forked and must give the same code and output."""
 
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import preloaded
 from conftest import BIN, ROOT, free_port, moto_s3, run, session_render, state_dir, tool
 from k8s_schemas import load_tree
 
@@ -43,6 +51,26 @@ ADMIN = ("admin", "admin-password-for-the-test-0123")
 TRAINING = ("training", "training-password-for-the-test-01")
 
 pytestmark = pytest.mark.xdist_group("mlflow-server")
+
+# What the forked runs' imports read that their environment sets differently, for nothing the
+# programs use (tests/preloaded.py compares every other variable they read):
+IGNORED = (
+    # HOME (the test moves it): MLflow's import makes default paths under it for model
+    # virtualenvs (MLFLOW_ENV_ROOT), the Databricks CLI's and the assistant's configuration
+    # and telemetry's installation id (telemetry is off under pytest, PYTEST_CURRENT_TEST);
+    # botocore's for the assume-role and SSO credential caches and ~/.aws/models. A boto3
+    # client reads ~/.aws/config and credentials when it is made, in the run.
+    "HOME",
+    # wsgiref.handlers keeps a copy of the environment for the CGI servers it runs: none here.
+    "wsgiref.handlers",
+)
+# The users job's one import, mlflow.server.auth.sqlalchemy_store (MLflow's server with it).
+USERS_JOB = preloaded.Preload(imports=("mlflow.server.auth.sqlalchemy_store",), ignored=IGNORED)
+# The train-iris step's imports; the smoke probes import boto3 and MLflow's client.
+PIPELINE_STEP = preloaded.Preload(
+    imports=("boto3", "joblib", "mlflow", "mlflow.exceptions", "sklearn.datasets", "sklearn.linear_model", "sklearn.model_selection"),
+    ignored=IGNORED,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +114,7 @@ class Server:
     database: str
     object_store: tuple
     process: subprocess.Popen  # the start script's, which execs mlflow: the leader of the server's process group
-    first_users_run: subprocess.Popen
+    first_users_run: preloaded.Run
 
 
 @pytest.fixture(scope="module")
@@ -187,12 +215,13 @@ def users(server):
     return {"first run": first, "training": TRAINING}
 
 
-def run_users_job(docs, work, database, users):
-    return finish(start_users_job(docs, work, database, users))
+def run_users_job(docs, work, database, users, forked=True):
+    return finish(start_users_job(docs, work, database, users, forked))
 
 
-def start_users_job(docs, work, database, users):
-    """The mlflow-users job as the rendered ConfigMap and Job give it, started."""
+def start_users_job(docs, work, database, users, forked=True):
+    """The mlflow-users job as the rendered ConfigMap and Job give it, started: forked from a
+    process that has imported what it imports, or (forked=False) the command itself."""
     job = next(d for (kind, _), d in docs.items() if kind == "Job" and d["metadata"]["name"].startswith("mlflow-users-"))
     container = job["spec"]["template"]["spec"]["containers"][0]
     users_dir = work / "users"
@@ -205,6 +234,8 @@ def start_users_job(docs, work, database, users):
     script.write_text(docs[("ConfigMap", "mlflow-scripts")]["data"]["mlflow-users.py"])
     env = dict(os.environ, **container_env(container, {"mlflow-db-app": {"uri": database}}, work), MLFLOW_USERS_DIR=str(users_dir))
     assert container["command"] == ["python", "/scripts/mlflow-users.py"]
+    if forked:
+        return preloaded.start([sys.executable, str(script)], env, preload=USERS_JOB)
     return subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -277,9 +308,13 @@ def test_the_users_job_keeps_the_declared_users_and_rotates_passwords(server, us
     experiment = json.loads(body)["experiment_id"]
     status, body = request(port, "POST", "/api/2.0/mlflow/runs/create", login=TRAINING, body={"experiment_id": experiment})
     assert status == 200, body
-    # Re-run: nothing changes; a rotated password takes effect, and the old one stops working once no
-    # worker trusts it any more (tracking_mlflow_auth_cache_seconds).
-    assert "training: unchanged" in run_users_job(docs, work, database, [ADMIN, TRAINING]).stdout
+    # Re-run: nothing changes, the same through the command and forked; a rotated password takes
+    # effect, and the old one stops working once no worker trusts it any more
+    # (tracking_mlflow_auth_cache_seconds).
+    command = run_users_job(docs, work, database, [ADMIN, TRAINING], forked=False)
+    forked = run_users_job(docs, work, database, [ADMIN, TRAINING])
+    assert (forked.returncode, forked.stdout, forked.stderr) == (command.returncode, command.stdout, command.stderr)
+    assert command.returncode == 0 and command.stdout == "admin: unchanged\ntraining: unchanged\n", command.stdout + command.stderr
     rotated = (TRAINING[0], "a-rotated-training-password-0001")
     rotation = run_users_job(docs, work, database, [ADMIN, rotated])
     if rotation.returncode == 0:
@@ -415,9 +450,12 @@ def step_env(docs, name, parameters, workflow, tmp, inputs=None):
     return template, step["container"], env
 
 
-def smoke_probe(mode, env):
-    """The smoke check's probe (roles/smoke/files/smoke_checks.py) in mode, started; finish() waits for it."""
+def smoke_probe(mode, env, forked=True):
+    """The smoke check's probe (roles/smoke/files/smoke_checks.py) in mode, started (forked, or
+    the command itself); finish() waits for it."""
     smoke = ROOT / "roles" / "smoke" / "files" / "smoke_checks.py"
+    if forked:
+        return preloaded.start([sys.executable, str(smoke), mode], env, preload=PIPELINE_STEP)
     return subprocess.Popen([sys.executable, str(smoke), mode], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -434,7 +472,8 @@ def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it
     script.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
     base = dict(os.environ, **client, **s3_env(endpoint), MLFLOW_S3_ENDPOINT_URL=endpoint)
     reach = dict(base, TRAINING_BUCKETS="training-datasets,mlflow-artifacts,kserve-models", ARGO_BUCKETS="workflow-artifacts", **s3_env(endpoint, "ARGO_"))
-    probes = [smoke_probe("buckets", reach), smoke_probe("buckets", dict(reach, ARGO_BUCKETS="no-such-bucket"))]
+    # The step, the first buckets probe and the first mlflow probe are the commands themselves.
+    probes = [smoke_probe("buckets", reach, forked=False), smoke_probe("buckets", dict(reach, ARGO_BUCKETS="no-such-bucket"))]
     result = subprocess.run([sys.executable, str(script)], env=dict(base, **env), capture_output=True, text=True, timeout=300, check=False)
     buckets, broken = (finish(probe) for probe in probes)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -446,7 +485,7 @@ def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it
 
     probe = dict(reach, RUN_ID=outcome["run_id"], MODEL_NAME="iris", VERSION=outcome["model_version"], SERVING_URI=outcome["serving_uri"],
                  ARTIFACT_BUCKET="mlflow-artifacts")
-    checks = finish(smoke_probe("mlflow", probe))
+    checks = finish(smoke_probe("mlflow", probe, forked=False))
     assert checks.returncode == 0 and "FAIL" not in checks.stdout, checks.stdout + checks.stderr[-2000:]
     assert checks.stdout.count("PASS") == 7
     assert buckets.returncode == 0 and buckets.stdout.count("PASS") == 4, buckets.stdout + buckets.stderr[-2000:]
@@ -456,7 +495,7 @@ def test_the_training_step_logs_registers_and_serves_and_the_smoke_checks_see_it
     assert cleanup.returncode == 0, cleanup.stdout + cleanup.stderr[-2000:]
     assert "Contents" not in s3.list_objects_v2(Bucket="kserve-models", Prefix="iris/train-iris-x7k2p/")
     again = finish(smoke_probe("mlflow", probe))
-    assert again.returncode != 0
+    assert again.returncode == 1 and "Model Version (name=iris, version=1) not found" in again.stderr, again.stdout + again.stderr[-2000:]
 
 
 class FakeCluster(http.server.ThreadingHTTPServer):
@@ -609,7 +648,7 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     _, _, train_env = step_env(docs, "train-iris", {"model-name": "iris-drift"}, "train-iris-d1", tmp_path)
     train = tmp_path / "train_iris.py"
     train.write_text(docs[("ConfigMap", "train-iris")]["data"]["train_iris.py"])
-    trained = subprocess.run([sys.executable, str(train)], env=dict(base, **train_env), capture_output=True, text=True, timeout=300, check=False)
+    trained = preloaded.run([sys.executable, str(train)], dict(base, **train_env), timeout=300, preload=PIPELINE_STEP)
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
     version = json.loads(trained.stdout.strip().splitlines()[-1])["model_version"]
 
@@ -678,7 +717,7 @@ def test_the_drift_step_compares_logged_requests_with_the_training_reference_and
     _, _, retrain_env = step_env(docs, "train-iris", {}, "retrain-iris-drift-x1", retrain_tmp,
                                  inputs={"model-name": "iris-drift", "data-uri": "s3://training-datasets/iris-drift/current.csv",
                                          "serving-uri": serving, "run-name": "retrain-iris-drift-x1"})
-    retrained = subprocess.run([sys.executable, str(train)], env=dict(base, **retrain_env), capture_output=True, text=True, timeout=300, check=False)
+    retrained = preloaded.run([sys.executable, str(train)], dict(base, **retrain_env), timeout=300, preload=PIPELINE_STEP)
     assert retrained.returncode == 0, retrained.stdout[-2000:] + retrained.stderr[-3000:]
     result = json.loads((retrain_tmp / "outputs" / "result.json").read_text())
     assert result["metric"] == "accuracy" and result["model_version"] == str(int(version) + 1)
