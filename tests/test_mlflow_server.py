@@ -7,10 +7,9 @@ server for the object store, and this test's directory for /tmp. On it run the
 train-iris pipeline step and the smoke check's probes, as layer 7 renders them.
 
 One render, one object store and one started server serve the whole module, whose
-tests run on one pytest-xdist worker, so the suite starts MLflow once. The users job
-runs three times in all: its first run starts as soon as the server answers, as the
-Job runs beside the Deployment, while the tests that need no users run; the tests
-that sign in as training share it.
+tests run on one pytest-xdist worker, so the suite starts MLflow once. The users job's
+first run starts as soon as the server answers, as the Job runs beside the Deployment,
+while the tests that need no users run; the tests that sign in as training share it.
 
 The users job, the training step and the smoke probes run many times, and importing
 MLflow (and scikit-learn) costs each run more than its work: they run in processes
