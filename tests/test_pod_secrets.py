@@ -25,6 +25,7 @@ import yaml
 
 from conftest import ROOT, documents, project_copy, run, state_dir, tool
 from test_no_log import all_tasks
+from test_render_serving_tracking import telemetry_problems
 
 # Env names that say the value is a credential, word by word (TOKEN, not TOKENREF); a name whose
 # last word is FILE, PATH, DIR or NAME says where one is, not what it is (SECRET_NAME).
@@ -206,6 +207,8 @@ def test_the_smoke_check_runs_to_its_end_on_the_stand_in(smoke):
     assert jobs == expected
     for name in expected:
         assert f"PASS {name} (stand-in)" in smoke.result.stdout
+    # Its probes of the MLflow image report no usage outside the site.
+    assert telemetry_problems(smoke.applied) == []
 
 
 def test_the_smoke_token_reaches_the_probe_only_through_its_secret(smoke):

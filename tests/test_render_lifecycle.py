@@ -31,6 +31,7 @@ from conftest import BOM, ROOT, session_render
 from k8s_schemas import CRD_DIR, _Loader, load_tree, validate
 from test_dashboards import KNOWN, PROMTOOL, expressions, metric_names
 from test_render_orchestration import promote
+from test_render_serving_tracking import telemetry_problems
 
 KUBERNETES = BOM["bom_kubernetes"]["kubeadm"]
 MODEL_FILE = "manifests/model-{}/resources/resources.yaml"
@@ -512,6 +513,7 @@ def test_a_served_model_gets_its_retraining_in_the_tree_with_its_guard_rails(tmp
     for doc in docs:
         assert validate(doc, KUBERNETES) == [], doc["kind"]
     assert monitoring_problems(docs) == [] and retraining_problems(docs, "s3://kserve-models/iris/train-iris-a") == []
+    assert telemetry_problems(docs) == []
     found = by_kind(docs)
     assert sorted(found) == [("ConfigMap", "dashboard-model-iris"), ("CronWorkflow", "drift-iris"), ("CronWorkflow", "retrain-iris"),
                              ("InferenceService", "iris"), ("WorkflowTemplate", "retrain-iris")]

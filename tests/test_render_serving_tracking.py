@@ -250,6 +250,47 @@ def test_predictors_and_mlflow_are_monitored(rendered):
     assert docs[("ServiceMonitor", "ml-tracking", "mlflow")]["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics"}]
 
 
+MLFLOW_IMAGE = f"{BOM['bom_images']['mlflow']['repository']}:{BOM['bom_images']['mlflow']['tag']}"
+NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def telemetry_problems(docs):
+    """Containers of the MLflow image (the server, its jobs, the pipeline steps: Deployments,
+    Jobs, Argo templates) that leave MLflow's usage telemetry on: in a cluster that reaches the
+    internet, its client and server would report usage outside the site."""
+    problems = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if node.get("image") == MLFLOW_IMAGE:
+                env = {e["name"]: e.get("value") for e in node.get("env") or []}
+                missing = sorted(k for k, v in NO_TELEMETRY.items() if env.get(k) != v)
+                if missing:
+                    problems.append(f"{where} container {node.get('name', '(unnamed)')}: {', '.join(missing)} not true")
+            for value in node.values():
+                walk(value, where)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, where)
+
+    for doc in docs:
+        walk(doc, f"{doc['kind']} {doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}")
+    return problems
+
+
+def test_no_mlflow_container_reports_telemetry(rendered):
+    _, _, tree_docs = rendered
+    docs = [doc for _, doc in documents(tree_docs)]
+    assert any(MLFLOW_IMAGE in json.dumps(doc) for doc in docs), "no container of the MLflow image"
+    assert telemetry_problems(docs) == []
+
+
+def test_the_telemetry_check_sees_a_step_that_reports():
+    step = {"kind": "WorkflowTemplate", "metadata": {"name": "train", "namespace": "ml-training"},
+            "spec": {"templates": [{"name": "fit", "container": {"image": MLFLOW_IMAGE, "env": [{"name": "DO_NOT_TRACK", "value": "true"}]}}]}}
+    assert telemetry_problems([step]) == ["WorkflowTemplate ml-training/train container (unnamed): MLFLOW_DISABLE_TELEMETRY not true"]
+
+
 def test_mlflow_is_reached_through_the_gateway_and_training_jobs_get_its_client_secret(rendered):
     _, tree, tree_docs = rendered
     route = by_kind(tree_docs)[("HTTPRoute", "ml-tracking", "mlflow")]["spec"]
