@@ -126,10 +126,20 @@ def releases(tree_docs):
     return sorted(found, key=lambda r: r.application)
 
 
-@lru_cache(maxsize=1)
+_api_versions_lock = threading.Lock()
+
+
 def api_versions():
     """--api-versions of a cluster the platform is installed on: every group/version (and
-    group/version/Kind) its pinned charts' and bundles' CRDs serve."""
+    group/version/Kind) its pinned charts' and bundles' CRDs serve. Computed by one thread while
+    the others wait: the proofs of a tree's sixteen releases start at once, and each computing
+    crd_schemas() for itself cost 8 CPU-s."""
+    with _api_versions_lock:
+        return _api_versions()
+
+
+@lru_cache(maxsize=1)
+def _api_versions():
     served = set()
     for group_version, kind in crd_schemas():
         served |= {group_version, f"{group_version}/{kind}"}
