@@ -190,6 +190,15 @@ def _cached_render(release: Release, flags) -> Path:
     return RENDER_CACHE / f"{hashlib.sha256(json.dumps(inputs).encode()).hexdigest()}.json"
 
 
+def _helm_environment() -> dict:
+    """The environment of helm template: the tests', with Go's garbage collector at GOGC=400 unless
+    GOGC is set. A render lives a third of a second, allocating as it goes; collecting a quarter as
+    often cut the CPU of the production proof's 85 renders by a sixth (median of 8 interleaved
+    replays: 22.0 -> 18.7 CPU-s). kube-prometheus-stack's peak memory stays at 164 MB, the other
+    charts' grows by at most 30 MB; GOGC=off was no cheaper (19.3 CPU-s) and kept 50 MB more."""
+    return {**os.environ, "GOGC": os.environ.get("GOGC", "400")}
+
+
 def _helm_template(release: Release, flags) -> Render:
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="values-") as values:
         values.write(release.values_json)
@@ -200,7 +209,7 @@ def _helm_template(release: Release, flags) -> Render:
             *(f"--api-versions={v}" for v in api_versions()),
         ]
         with _helm_slots:
-            result = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+            result = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False, env=_helm_environment())
     if result.returncode:
         return Render("", result.stderr.strip() or f"helm exited {result.returncode}")
     return Render(result.stdout)
