@@ -29,7 +29,7 @@ import yaml
 import binaries
 import charts
 from conftest import BOM, KUBERNETES, run, tool
-from k8s_schemas import CHART_DIR, CRD_DIR, SHARED_BUNDLES, _crd_documents, _schemas, chart_crds, crd_schemas, shared_crds, validate
+from k8s_schemas import CHART_DIR, CRD_DIR, SHARED_BUNDLES, _chart_files, _crd_documents, _schemas, chart_crds, crd_schemas, shared_crds, validate
 
 # Skipped without ../shared/charts, except in CI, which has it (there every render fails instead).
 pytestmark = pytest.mark.skipif(not CHART_DIR.is_dir() and not os.environ.get("CI"), reason=f"{CHART_DIR} (the pinned upstream charts) is missing")
@@ -77,6 +77,32 @@ def test_every_value_the_platform_sets_is_read_by_its_chart(rendered, request):
         unread = dict(zip((r.application for r in declared), pool.map(charts.unread_keys, declared)))
     report(request, f"\ncharts {inventory}: unread-key proof of every release in {time.monotonic() - began:.1f}s")
     assert {name: keys for name, keys in unread.items() if keys} == {}
+
+
+@shared_renders
+def test_the_proof_renders_each_release_as_its_chart_archive_does(rendered):
+    """The unread-key proof renders each chart from its archive unpacked (charts.chart_tree) with
+    --skip-crds: for every release that render is, byte for byte, the archive's render with
+    --include-crds less the chart's crds/ files, which helm writes as they are ahead of the
+    templates. Helm ignores --version for a chart on disk: the archive is the pinned version."""
+    _, _, tree_docs = rendered
+    for release in charts.releases(tree_docs):
+        archive, proof = charts.template(release), charts.template(release, proof=True)
+        assert (archive.error, proof.error) == ("", ""), release.application
+        assert archive.text.endswith(proof.text), f"{release.application}: the proof renders {charts.chart_tree(release.archive)} otherwise"
+        files = dict(_chart_files(release.archive.read_bytes()))
+        roots = [path[: -len("Chart.yaml")] for path in files if path.endswith("/Chart.yaml")]
+        crds = {  # what helm reads of each crds/ file: text, less a byte order mark
+            files[path].decode().removeprefix("\ufeff").replace("\r\n", "\n") for path in files
+            if re.fullmatch(r"crds/.+\.(yaml|yml|json)", path[len(max((r for r in roots if path.startswith(r)), key=len)):])
+        }
+        # "---\n# Source: <chart>/crds/<file>\n<file>\n" for each crds/ file of an enabled (sub)chart
+        first, *ahead = re.split(r"(?m)^---\n# Source: (.+)\n", archive.text[: len(archive.text) - len(proof.text)])
+        assert first == "", release.application
+        for source, text in zip(ahead[::2], ahead[1::2]):
+            assert "crds/" in source and text.removesuffix("\n") in crds, f"{release.application}: {source} is not a crds/ file"
+        chart = yaml.safe_load(files[f"{release.chart}/Chart.yaml"])
+        assert (chart["name"], str(chart["version"])) == (release.chart, release.version)
 
 
 @shared_renders
