@@ -52,18 +52,48 @@ def test_syntax_check_of_every_playbook_and_role(tmp_path):
     result = run([tool("ansible-playbook"), "--syntax-check", *playbooks], env={"MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.findall(r"^playbook: (\S+)$", result.stdout, flags=re.M) == playbooks, "every playbook and role was checked"
+    # ansible-lint below takes an imported playbook's syntax as this run found it.
+    assert not unchecked_imports(playbooks)
+
+
+def unchecked_imports(playbooks):
+    """What the playbooks import (import_playbook) that is not one of them, as 'playbook imports file'."""
+    checked = {(ROOT / p).resolve() for p in playbooks}
+    found = []
+    for playbook in playbooks:
+        for play in yaml.safe_load((ROOT / playbook).read_text()) or []:
+            imported = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+            if imported and ((ROOT / playbook).parent / imported).resolve() not in checked:
+                found.append(f"{playbook} imports {imported}")
+    return found
+
+
+def test_an_import_outside_the_syntax_check_is_named(tmp_path):
+    (tmp_path / "main.yml").write_text("- name: Elsewhere\n  ansible.builtin.import_playbook: other/play.yml\n")
+    assert unchecked_imports([str(tmp_path / "main.yml")]) == [f"{tmp_path / 'main.yml'} imports other/play.yml"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "play.yml").write_text("- name: Other\n  hosts: localhost\n  tasks: []\n")
+    assert unchecked_imports([str(tmp_path / "main.yml"), str(tmp_path / "other" / "play.yml")]) == []
 
 
 # ansible-lint (pinned in the test extras) with its syntax-check phase, one ansible-playbook per
 # playbook and role, left to test_syntax_check_of_every_playbook_and_role, which runs the same
 # check over the same files in one process. The rule cannot be skipped from the command line.
+# The same goes for the check ansible-compat's has_playbook() makes of each playbook an
+# import_playbook names before ansible-lint follows it: one `ansible-playbook --syntax-check`
+# each, one after another (site.yml's twenty imports: 9 CPU-s and 9 s, at the end of the suite
+# when the lint runs last). Those are playbooks/*.yml, all in that one run too; the file must
+# still exist, as has_playbook's run required.
 # Its yaml rule (yamllint on each file it lints, with the project's .yamllint) is skipped below:
 # test_yamllint runs yamllint with that configuration over every YAML file, these included.
 LINT_WITHOUT_SYNTAX_CHECK = """
 import sys
+from pathlib import Path
+from ansible_compat.runtime import Runtime
 from ansiblelint import runner
 from ansiblelint.__main__ import _run_cli_entrypoint
 runner.Runner._run_syntax_check_phase = lambda self, matches: []
+Runtime.has_playbook = lambda self, playbook, *, basedir=None: (Path(basedir or ".") / playbook).is_file()
 sys.argv[0] = "ansible-lint"
 sys.exit(_run_cli_entrypoint())
 """
