@@ -273,6 +273,17 @@ def project(tmp_path) -> Path:
     return project_copy(tmp_path / "project")
 
 
+@pytest.fixture(scope="session")
+def promote_project(tmp_path_factory) -> Path:
+    """The copy of the project every gitops promotion of a worker runs in
+    (test_render_orchestration.promote). In gitops mode promote.yml keeps nothing in the project:
+    what it promotes is the tree it is given (-e platform_gitops_dir), and no credential is made
+    (platform_gitops_secrets=skip). So the promotions share one copy, and with it one preloaded
+    Ansible process (tests/preloaded.py serves one directory), rather than a copy and an Ansible
+    start-up each."""
+    return project_copy(tmp_path_factory.mktemp("promote") / "project")
+
+
 
 def load_script(relative):
     """A role's script (roles/<role>/files/<name>.py, shipped to pods in a ConfigMap) imported as a

@@ -80,8 +80,8 @@ def ok(result):
 IRIS_3 = ("-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a")
 
 
-def promoted(tmp_path_factory, tree, *extra):
-    """tree as promote(tree, *extra) leaves a fresh tree (the tree only: the project holds no
+def promoted(project, tmp_path_factory, tree, *extra):
+    """tree as promote(project, tree, *extra) leaves a fresh tree (the tree only: the project holds no
     state in gitops mode). The promotion is made once for the whole run, as the session renders
     are (conftest.session_render: the workers share it under a lock), and copied to tree."""
     from filelock import FileLock
@@ -92,16 +92,16 @@ def promoted(tmp_path_factory, tree, *extra):
     with FileLock(f"{made}.lock"):
         if not (made / "done").exists():
             shutil.rmtree(made, ignore_errors=True)
-            ok(promote(made / "tree", *extra))
+            ok(promote(project, made / "tree", *extra))
             (made / "done").touch()
     shutil.copytree(made / "tree", tree)
     return tree
 
 
-def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores_the_tree(tmp_path_factory, tmp_path):
-    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
+def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores_the_tree(promote_project, tmp_path_factory, tmp_path):
+    tree = promoted(promote_project, tmp_path_factory, tmp_path / "tree", *IRIS_3)
     serving = (tree / MODEL_FILE.format("iris")).read_text()
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
+    ok(promote(promote_project, tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
                "-e", "promote_strategy=canary", "-e", "promote_canary_percent=20"))
     docs = model_docs(tree)
     for doc in docs:
@@ -130,15 +130,15 @@ def test_a_canary_splits_the_predictor_service_by_weight_and_a_rollback_restores
     assert policy["ingress"] == [{"fromEntities": ["ingress"], "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"},
                                                                                     {"port": "9081", "protocol": "TCP"}]}]}]
     # One command rolls back: the tree is again exactly what served before the canary.
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_strategy=rollback"))
+    ok(promote(promote_project, tree, "-e", "promote_model=iris", "-e", "promote_strategy=rollback"))
     assert (tree / MODEL_FILE.format("iris")).read_text() == serving
 
 
-def test_an_ab_test_in_serverless_mode_is_kserves_canary_traffic_percent(tmp_path):
+def test_an_ab_test_in_serverless_mode_is_kserves_canary_traffic_percent(promote_project, tmp_path):
     tree = tmp_path / "tree"
     serverless = ("-e", "serving_deployment_mode=serverless")
-    ok(promote(tree, *serverless, "-e", "promote_model=fraud", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
-    ok(promote(tree, *serverless, "-e", "promote_model=fraud", "-e", "promote_version=8", "-e", "promote_storage_uri=s3://kserve-models/fraud/b",
+    ok(promote(promote_project, tree, *serverless, "-e", "promote_model=fraud", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
+    ok(promote(promote_project, tree, *serverless, "-e", "promote_model=fraud", "-e", "promote_version=8", "-e", "promote_storage_uri=s3://kserve-models/fraud/b",
                "-e", "promote_strategy=ab", "-e", "promote_ab_weight=30"))
     docs = model_docs(tree, "fraud")
     assert [d["kind"] for d in docs] == ["InferenceService", "CronWorkflow", "ConfigMap"] and validate(docs[0], KUBERNETES) == []
@@ -150,9 +150,9 @@ def test_an_ab_test_in_serverless_mode_is_kserves_canary_traffic_percent(tmp_pat
                                                "platform.ml/stable-storage-uri": "s3://kserve-models/fraud/a"}
 
 
-def test_promotions_that_cannot_be_made_are_refused_and_write_nothing(tmp_path):
+def test_promotions_that_cannot_be_made_are_refused_and_write_nothing(promote_project, tmp_path):
     tree = tmp_path / "tree"
-    result = promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/b",
+    result = promote(promote_project, tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/b",
                      "-e", "promote_strategy=canary", "-e", "promote_canary_percent=150")
     assert result.returncode != 0
     out = re.sub(r"\s+", " ", result.stdout)
@@ -222,9 +222,9 @@ def dashboard_of(docs):
     return json.loads(next(iter(maps[0]["data"].values())))
 
 
-def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(tmp_path_factory, tmp_path):
-    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
+def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(promote_project, tmp_path_factory, tmp_path):
+    tree = promoted(promote_project, tmp_path_factory, tmp_path / "tree", *IRIS_3)
+    ok(promote(promote_project, tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
                "-e", "promote_strategy=canary"))
     docs = model_docs(tree)
     for doc in docs:
@@ -250,12 +250,12 @@ def test_a_promoted_model_logs_its_requests_and_has_its_drift_job_and_dashboard(
         checked = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
     # A model promoted elsewhere than the serving namespace is not logged, and has no drift job.
-    ok(promote(tree, "-e", "promote_model=vision", "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/vision/a",
+    ok(promote(promote_project, tree, "-e", "promote_model=vision", "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/vision/a",
                "-e", "promote_namespace=team-vision"))
     vision = model_docs(tree, "vision")
     assert [d["kind"] for d in vision] == ["InferenceService"] and "logger" not in vision[0]["spec"]["predictor"]
     # -e promote_drift=false: logged, but no drift job and no dashboard.
-    ok(promote(tree, "-e", "promote_model=fraud", "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a",
+    ok(promote(promote_project, tree, "-e", "promote_model=fraud", "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a",
                "-e", "promote_drift=false"))
     fraud = model_docs(tree, "fraud")
     assert [d["kind"] for d in fraud] == ["InferenceService"] and fraud[0]["spec"]["predictor"]["logger"]["url"] == LOGGER_URL
@@ -499,7 +499,7 @@ def test_the_retraining_check_sees_an_unsafe_retraining():
     ]
 
 
-def test_a_served_model_gets_its_retraining_in_the_tree_with_its_guard_rails(tmp_path):
+def test_a_served_model_gets_its_retraining_in_the_tree_with_its_guard_rails(promote_project, tmp_path):
     """gitops delivery, both serving modes: beside the drift job (which starts a retraining
     when the inputs drifted), the WorkflowTemplate retrain-<model> with no canary step (the
     tree holds the weights: decide names the promote.yml command) and, with a schedule, its
@@ -508,7 +508,7 @@ def test_a_served_model_gets_its_retraining_in_the_tree_with_its_guard_rails(tmp
     tree = tmp_path / "tree"
     settings = ("-e", "orchestration_retrain_schedule=@weekly",
                 "-e", '{"orchestration_retrain_models": {"iris": {"approval": true, "data_uri": "s3://training-datasets/iris/2026-12.csv"}}}')
-    ok(promote(tree, *settings, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
+    ok(promote(promote_project, tree, *settings, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-a"))
     docs = model_docs(tree)
     for doc in docs:
         assert validate(doc, KUBERNETES) == [], doc["kind"]
@@ -544,7 +544,7 @@ def test_a_served_model_gets_its_retraining_in_the_tree_with_its_guard_rails(tmp
     # During a rollout there is no retraining, and the drift job starts none: the canary test above
     # finds no retrain-iris in the layer, and drift-iris says retrain "false" there.
     # Serverless: the guard reads KServe's canary field; retraining on drift only, so no CronWorkflow.
-    ok(promote(tree, "-e", "serving_deployment_mode=serverless", "-e", "promote_model=fraud", "-e", "promote_version=1",
+    ok(promote(promote_project, tree, "-e", "serving_deployment_mode=serverless", "-e", "promote_model=fraud", "-e", "promote_version=1",
                "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
     fraud = by_kind(model_docs(tree, "fraud"))
     assert sorted(k for k in fraud if "retrain-fraud" in k) == [("WorkflowTemplate", "retrain-fraud")]
@@ -552,10 +552,10 @@ def test_a_served_model_gets_its_retraining_in_the_tree_with_its_guard_rails(tmp
     guard = next(t for t in fraud[("WorkflowTemplate", "retrain-fraud")]["spec"]["templates"] if t["name"] == "guard")
     assert {e["name"]: e["value"] for e in guard["container"]["env"]}["MODE"] == "serverless"
     # Neither drift nor a schedule: no retraining; -e promote_drift=false: none either.
-    ok(promote(tree, "-e", "orchestration_retrain_on_drift=false", "-e", "promote_model=fraud", "-e", "promote_version=1",
+    ok(promote(promote_project, tree, "-e", "orchestration_retrain_on_drift=false", "-e", "promote_model=fraud", "-e", "promote_version=1",
                "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
     assert [d["kind"] for d in model_docs(tree, "fraud")] == ["InferenceService", "CronWorkflow", "ConfigMap"]
-    ok(promote(tree, *settings, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
+    ok(promote(promote_project, tree, *settings, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-b",
                "-e", "promote_drift=false"))
     assert [d["kind"] for d in model_docs(tree)] == ["InferenceService"]
 
@@ -628,7 +628,7 @@ def run_step(server, scripts, account_dir, command, **env):
 
 
 @pytest.mark.xdist_group("apiserver")
-def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion_removes_it(apiserver, layers, tmp_path_factory, tmp_path):
+def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion_removes_it(promote_project, apiserver, layers, tmp_path_factory, tmp_path):
     """On a real API server with the KServe, Argo Workflows, Gateway API and (test-side) Cilium
     CRDs and the orchestration layer's retraining objects (ServiceAccounts, Roles, the
     ValidatingAdmissionPolicy): promote.yml (direct, replace) declares retrain-iris with its
@@ -676,8 +676,8 @@ def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion
     stored = api_get(server, "/api/v1/namespaces/ml-training/configmaps/retrain-iris")["data"]
 
     # What promote.yml renders for a canary of version 7 beside version 3 (gitops, the same template).
-    tree = promoted(tmp_path_factory, tmp_path / "tree", *IRIS_3)
-    ok(promote(tree, "-e", "promote_model=iris", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/iris/retrain-iris-k2",
+    tree = promoted(promote_project, tmp_path_factory, tmp_path / "tree", *IRIS_3)
+    ok(promote(promote_project, tree, "-e", "promote_model=iris", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/iris/retrain-iris-k2",
                "-e", "promote_strategy=canary"))
     expected = [d for d in model_docs(tree) if d["kind"] in ("InferenceService", "HTTPRoute", "CiliumNetworkPolicy")]
     retrain = load_script("roles/orchestration/files/retrain.py")
@@ -735,8 +735,8 @@ def test_a_retrainings_canary_is_what_promote_yml_applies_and_the_next_promotion
     serverless = ("-e", "serving_deployment_mode=serverless", "-e", "promote_model=fraud")
     ok(run([*promote_direct[:-2], *serverless, "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"], cwd=project))
     documents = api_get(server, "/api/v1/namespaces/ml-training/configmaps/retrain-fraud")["data"]["documents.json"]
-    ok(promote(tree, *serverless, "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
-    ok(promote(tree, *serverless, "-e", "promote_version=2", "-e", "promote_storage_uri=s3://kserve-models/fraud/b", "-e", "promote_strategy=canary"))
+    ok(promote(promote_project, tree, *serverless, "-e", "promote_version=1", "-e", "promote_storage_uri=s3://kserve-models/fraud/a"))
+    ok(promote(promote_project, tree, *serverless, "-e", "promote_version=2", "-e", "promote_storage_uri=s3://kserve-models/fraud/b", "-e", "promote_strategy=canary"))
     expected = [d for d in model_docs(tree, "fraud") if d["kind"] == "InferenceService"]
     assert retrain.filled(documents, "2", "s3://kserve-models/fraud/b") == expected and expected[0]["spec"]["predictor"]["canaryTrafficPercent"] == 10
     role = api_get(server, "/apis/rbac.authorization.k8s.io/v1/namespaces/ml-serving/roles/retrain-fraud")

@@ -9,7 +9,7 @@ import re
 
 import yaml
 
-from conftest import BOM, ROOT, documents, project_copy, run, tool
+from conftest import BOM, ROOT, documents, run, tool
 from k8s_schemas import load_tree, validate
 from test_render_serving_tracking import first, skipped_secrets
 
@@ -108,21 +108,20 @@ def test_the_training_pipeline_uses_no_gpu_and_logs_to_mlflow(rendered):
     assert {p["name"]: p["value"] for p in passed}["run-name"] == "{{workflow.name}}"
 
 
-def promote(tree, *extra):
-    """The README's promote.yml command, in gitops mode, in the project copy beside tree."""
-    project = tree.parent / "project"
-    project.is_dir() or project_copy(project)
+def promote(project, tree, *extra):
+    """The README's promote.yml command, in gitops mode, on tree, in project (the promote_project
+    fixture), forked from the worker's preloaded Ansible process (tests/preloaded.py)."""
     return run([tool("ansible-playbook"), "playbooks/promote.yml", "-i", "inventories/production",
                 "-e", "platform_delivery=gitops", "-e", f"platform_gitops_dir={tree}",
                 "-e", "platform_gitops_repo_url=https://git.example.internal/platform/tree.git", "-e", "platform_gitops_secrets=skip",
-                *extra], cwd=project)
+                *extra], cwd=project, preloaded=True)
 
 
-def test_a_promoted_version_becomes_an_inferenceservice_in_the_tree(tmp_path):
+def test_a_promoted_version_becomes_an_inferenceservice_in_the_tree(promote_project, tmp_path):
     tree = tmp_path / "tree"
-    result = promote(tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-x7k2p")
+    result = promote(promote_project, tree, "-e", "promote_model=iris", "-e", "promote_version=3", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-x7k2p")
     assert result.returncode == 0, result.stdout[-3000:]
-    result = promote(tree, "-e", "promote_model=fraud", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/fraud/run-1",
+    result = promote(promote_project, tree, "-e", "promote_model=fraud", "-e", "promote_version=7", "-e", "promote_storage_uri=s3://kserve-models/fraud/run-1",
                      "-e", "promote_format=xgboost")
     assert result.returncode == 0, result.stdout[-3000:]
     docs = load_tree(tree)
@@ -136,15 +135,15 @@ def test_a_promoted_version_becomes_an_inferenceservice_in_the_tree(tmp_path):
     app = docs["apps/model-iris-99-manifests.yaml"][0]
     assert app["spec"]["source"]["path"] == "manifests/model-iris/resources" and int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) == 109
     # The next version: only storageUri and the version change, which rolls the predictor out.
-    result = promote(tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-q9w2e")
+    result = promote(promote_project, tree, "-e", "promote_model=iris", "-e", "promote_version=4", "-e", "promote_storage_uri=s3://kserve-models/iris/train-iris-q9w2e")
     assert result.returncode == 0 and re.search(r"localhost\s+: ok=\d+\s+changed=1 ", result.stdout), result.stdout[-2000:]
     newer = load_tree(tree)["manifests/model-iris/resources/resources.yaml"][0]
     assert newer["metadata"]["annotations"]["platform.ml/model-version"] == "4"
     assert {k: v for k, v in newer["spec"].items()} != isvc["spec"]
 
 
-def test_a_promotion_of_something_that_is_not_a_registered_version_is_refused(tmp_path):
-    result = promote(tmp_path / "tree", "-e", "promote_model=Iris_Model", "-e", "promote_version=latest", "-e", "promote_storage_uri=s3://training-datasets/iris")
+def test_a_promotion_of_something_that_is_not_a_registered_version_is_refused(promote_project, tmp_path):
+    result = promote(promote_project, tmp_path / "tree", "-e", "promote_model=Iris_Model", "-e", "promote_version=latest", "-e", "promote_storage_uri=s3://training-datasets/iris")
     assert result.returncode != 0
     out = re.sub(r"\s+", " ", result.stdout)
     assert "Nothing was promoted" in out and "promote_model must be the registered model name" in out
