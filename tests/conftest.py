@@ -47,9 +47,10 @@ def run(args, cwd=ROOT, timeout=600, env=None, preloaded=False):
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
 
 
-# What a copy of the project leaves out: the virtualenv, Git, caches and every
-# inventory's state (.state/), so a copy starts as a fresh clone does.
-_NOT_COPIED = shutil.ignore_patterns(".venv", ".git", ".cache", ".state", "__pycache__", ".pytest_cache", "*.egg-info")
+# What a copy of the project leaves out: the virtualenv, Git, caches (ansible-lint's .ansible/,
+# which holds an installed copy of the project as a collection) and every inventory's state
+# (.state/), so a copy starts as a fresh clone does.
+_NOT_COPIED = shutil.ignore_patterns(".venv", ".git", ".ansible", ".cache", ".state", "__pycache__", ".pytest_cache", "*.egg-info")
 
 
 def project_copy(dest: Path) -> Path:
