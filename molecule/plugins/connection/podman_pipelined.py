@@ -14,7 +14,8 @@
 # (kept in Ansible's local temporary directory). `podman exec` is used when
 # that does not apply: not root, another user, extra podman arguments, a
 # container not running.
-# Used by the molecule scenarios only (.config/molecule/config.yml).
+# Used by the podman molecule scenarios only: each names it in its molecule.yml
+# (ANSIBLE_CONNECTION_PLUGINS and ansible_connection).
 
 from __future__ import annotations
 
