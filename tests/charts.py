@@ -52,7 +52,7 @@ import yaml
 
 import binaries
 from conftest import KUBERNETES, ROOT
-from k8s_schemas import CHART_DIR, _chart_files, _Loader, chart_crds, crd_schemas, shared_crds, validate
+from k8s_schemas import CHART_DIR, _chart_files, _Loader, chart_crds, computed_once, crd_schemas, shared_crds, validate
 
 # Kinds the API server serves cluster-wide (everything else is namespaced, custom
 # resources as their CRD's scope says).
@@ -131,20 +131,11 @@ def releases(tree_docs):
     return sorted(found, key=lambda r: r.application)
 
 
-_api_versions_lock = threading.Lock()
-
-
+@computed_once
 def api_versions():
     """--api-versions of a cluster the platform is installed on: every group/version (and
-    group/version/Kind) its pinned charts' and bundles' CRDs serve. Computed by one thread while
-    the others wait: the proofs of a tree's sixteen releases start at once, and each computing
-    crd_schemas() for itself cost 8 CPU-s."""
-    with _api_versions_lock:
-        return _api_versions()
-
-
-@lru_cache(maxsize=1)
-def _api_versions():
+    group/version/Kind) its pinned charts' and bundles' CRDs serve. Computed once, by one thread
+    (computed_once): each proof computing crd_schemas() for itself cost 8 CPU-s."""
     served = set()
     for group_version, kind in crd_schemas():
         served |= {group_version, f"{group_version}/{kind}"}
@@ -182,7 +173,6 @@ _PROOF_FLAGS = ("--skip-crds", "--skip-tests")
 # test_the_proof_renders_each_release_as_its_chart_archive_does checks that the proof's render of
 # every release is, byte for byte, the archive's render less its crds/ files.
 CHART_TREES = ROOT / ".cache" / "chart-trees"
-_trees_lock = threading.Lock()
 
 
 @lru_cache(maxsize=1)
@@ -196,36 +186,29 @@ def _archive_sha256(archive: Path):
     return binaries.sha256(archive)
 
 
+@computed_once
 def chart_tree(archive: Path) -> Path:
     """The chart folder of an archive unpacked (.cache/chart-trees/<sha256>/<chart>), or the archive
     itself if it holds anything but regular files in one folder (helm would read those differently).
-    Unpacked once: the threads of one process wait on a lock and the processes (pytest-xdist workers)
-    on a file lock, and the folder takes its name only when complete."""
-    with _trees_lock:
-        return _chart_tree(archive)
-
-
-@lru_cache(maxsize=None)
-def _chart_tree(archive: Path) -> Path:
+    Unpacked once (computed_once; pytest-xdist workers wait on a file lock), and the folder takes its
+    name only when complete."""
     from filelock import FileLock
 
     with tarfile.open(archive, "r:gz") as package:
         members = [m for m in package.getmembers() if not m.isdir()]
-    folders = {Path(m.name).parts[0] for m in members}
-    if len(folders) != 1 or not all(m.isfile() and not Path(m.name).is_absolute() and ".." not in Path(m.name).parts for m in members):
-        return archive
-    target = CHART_TREES / _archive_sha256(archive)
-    CHART_TREES.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{target}.lock"):
-        if not target.is_dir():
-            partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=CHART_TREES))
-            with tarfile.open(archive, "r:gz") as package:
-                for member in package.getmembers():
-                    if member.isfile():
-                        path = partial / member.name
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        path.write_bytes(package.extractfile(member).read())
-            partial.rename(target)
+        folders = {Path(m.name).parts[0] for m in members}
+        if len(folders) != 1 or not all(m.isfile() and not Path(m.name).is_absolute() and ".." not in Path(m.name).parts for m in members):
+            return archive
+        target = CHART_TREES / _archive_sha256(archive)
+        CHART_TREES.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{target}.lock"):
+            if not target.is_dir():
+                partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=CHART_TREES))
+                for member in members:
+                    path = partial / member.name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(package.extractfile(member).read())
+                partial.rename(target)
     return target / folders.pop()
 
 

@@ -18,6 +18,7 @@ import tarfile
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+import functools
 from functools import lru_cache
 from pathlib import Path
 
@@ -123,16 +124,18 @@ def _chart_files(data, prefix=""):
                     yield prefix + member.name, content
 
 
+def within_chart(files):
+    """{path: its path within its own chart or subchart} of a chart archive's files (_chart_files):
+    each under the deepest folder that holds a Chart.yaml."""
+    roots = [path[: -len("Chart.yaml")] for path in files if path.endswith("/Chart.yaml")]
+    return {path: path[len(max((r for r in roots if path.startswith(r)), key=len, default="")):] for path in files}
+
+
 def _templated_crds(archive):
     """Whether a chart or one of its subcharts has a CRD outside its crds/ folders (a template, or a
     file a template reads), which only a render shows as installed."""
     files = dict(_chart_files(archive.read_bytes()))
-    roots = [path[: -len("Chart.yaml")] for path in files if path.endswith("/Chart.yaml")]
-    for path, content in files.items():
-        root = max((r for r in roots if path.startswith(r)), key=len, default="")
-        if not path[len(root):].startswith("crds/") and b"kind: CustomResourceDefinition" in content:
-            return True
-    return False
+    return any(not inner.startswith("crds/") and b"kind: CustomResourceDefinition" in files[path] for path, inner in within_chart(files).items())
 
 
 def _helm(*args):
@@ -144,17 +147,21 @@ def _helm(*args):
     return result.stdout
 
 
-_chart_crds_lock = threading.Lock()
+def computed_once(function):
+    """function memoised (lru_cache) with one thread computing a value while the others wait for it,
+    not each computing it too: the proofs of a tree's sixteen releases ask at once."""
+    cached, lock = lru_cache(maxsize=None)(function), threading.Lock()
+
+    @functools.wraps(function)
+    def wrapper(*args):
+        with lock:
+            return cached(*args)
+
+    return wrapper
 
 
+@computed_once
 def chart_crds():
-    """_chart_crds(), computed by one thread while the others wait."""
-    with _chart_crds_lock:
-        return _chart_crds()
-
-
-@lru_cache(maxsize=1)
-def _chart_crds():
     """[(chart, CRD document)] of every pinned chart: its and its subcharts' crds/ folders (helm show
     crds), and the CRDs its templates render (helm template with CRD_VALUES), at the pinned version."""
 

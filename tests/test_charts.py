@@ -29,7 +29,7 @@ import yaml
 import binaries
 import charts
 from conftest import BOM, KUBERNETES, run, tool
-from k8s_schemas import CHART_DIR, CRD_DIR, SHARED_BUNDLES, _chart_files, _crd_documents, _schemas, chart_crds, crd_schemas, shared_crds, validate
+from k8s_schemas import CHART_DIR, CRD_DIR, SHARED_BUNDLES, _chart_files, _crd_documents, _schemas, chart_crds, crd_schemas, shared_crds, validate, within_chart
 
 # Skipped without ../shared/charts, except in CI, which has it (there every render fails instead).
 pytestmark = pytest.mark.skipif(not CHART_DIR.is_dir() and not os.environ.get("CI"), reason=f"{CHART_DIR} (the pinned upstream charts) is missing")
@@ -91,10 +91,9 @@ def test_the_proof_renders_each_release_as_its_chart_archive_does(rendered):
         assert (archive.error, proof.error) == ("", ""), release.application
         assert archive.text.endswith(proof.text), f"{release.application}: the proof renders {charts.chart_tree(release.archive)} otherwise"
         files = dict(_chart_files(release.archive.read_bytes()))
-        roots = [path[: -len("Chart.yaml")] for path in files if path.endswith("/Chart.yaml")]
         crds = {  # what helm reads of each crds/ file: text, less a byte order mark
-            files[path].decode().removeprefix("\ufeff").replace("\r\n", "\n") for path in files
-            if re.fullmatch(r"crds/.+\.(yaml|yml|json)", path[len(max((r for r in roots if path.startswith(r)), key=len)):])
+            files[path].decode().removeprefix("\ufeff").replace("\r\n", "\n") for path, inner in within_chart(files).items()
+            if re.fullmatch(r"crds/.+\.(yaml|yml|json)", inner)
         }
         # "---\n# Source: <chart>/crds/<file>\n<file>\n" for each crds/ file of an enabled (sub)chart
         first, *ahead = re.split(r"(?m)^---\n# Source: (.+)\n", archive.text[: len(archive.text) - len(proof.text)])

@@ -81,9 +81,9 @@ def test_an_import_outside_the_syntax_check_is_named(tmp_path):
 # check over the same files in one process. The rule cannot be skipped from the command line.
 # The same goes for the check ansible-compat's has_playbook() makes of each playbook an
 # import_playbook names before ansible-lint follows it: one `ansible-playbook --syntax-check`
-# each, one after another (site.yml's twenty imports: 9 CPU-s and 9 s, at the end of the suite
-# when the lint runs last). Those are playbooks/*.yml, all in that one run too; the file must
-# still exist, as has_playbook's run required.
+# each, one after another (twenty for the imports it follows from site.yml and the other
+# playbooks: 9 CPU-s and 9 s). Each imported file must be one that run checks
+# (unchecked_imports); here it must still exist, as has_playbook's run required.
 # Its yaml rule (yamllint on each file it lints, with the project's .yamllint) is skipped below:
 # test_yamllint runs yamllint with that configuration over every YAML file, these included.
 LINT_WITHOUT_SYNTAX_CHECK = """
