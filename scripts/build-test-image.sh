@@ -76,12 +76,12 @@ fi
 
 # The image the podman scenarios run on: the test image with Debian's package
 # lists and the .deb files the scenarios install already in apt's own cache,
-# so their `apt-get update` fetches only what changed and their installs
-# download nothing apt already holds (a package missing here, or at a newer
-# version on the mirror, is downloaded as usual: nothing is installed, and
-# apt checks every cached file against the fresh lists). Rebuilt when the
-# test image or this script changes, and after a week, to stay close to
-# the mirror.
+# so their installs download nothing apt already holds. The roles' apt tasks
+# update lists more than a day old (cache_valid_time), as on a server: then
+# a package missing here, or at a newer version on the mirror, is downloaded
+# as usual (nothing is installed, and apt checks every cached file against
+# the lists). Rebuilt when the test image or this script changes, and after
+# a week, to stay close to the mirror.
 apt_image=localhost/platform-debian12-apt:latest
 base_image=$IMAGE
 # compute_packages and chrony (compute-podman), storage_host_packages
