@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -157,8 +158,10 @@ def documents(tree_docs):
 STALE_FILE = "manifests/network/resources/old-pool.yaml"
 
 
-# Each worker's parsed trees of the session renders, by inventory.
+# Each worker's parsed trees of the session renders, by inventory, and a lock per inventory for
+# its threads (renders_ahead renders in one of them).
 _SESSION_TREES: dict = {}
+_SESSION_LOCKS = {inventory: threading.Lock() for inventory in INVENTORIES}
 
 
 def session_render(inventory, tmp_path_factory):
@@ -181,18 +184,49 @@ def session_render(inventory, tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     tree = shared / f"tree-{inventory}"
-    if inventory not in _SESSION_TREES:
-        with FileLock(str(shared / f"tree-{inventory}.lock")):
-            output = tree.parent / f"{tree.name}.out"
-            if not output.exists():
-                stale = tree / STALE_FILE
-                stale.parent.mkdir(parents=True, exist_ok=True)
-                stale.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old}\n")
-                result = render(inventory, tree)
-                assert result.returncode == 0, result.stdout + result.stderr
-                output.write_text(result.stdout)
-        _SESSION_TREES[inventory] = load_tree(tree)
+    with _SESSION_LOCKS[inventory]:
+        if inventory not in _SESSION_TREES:
+            with FileLock(str(shared / f"tree-{inventory}.lock")):
+                output = tree.parent / f"{tree.name}.out"
+                if not output.exists():
+                    stale = tree / STALE_FILE
+                    stale.parent.mkdir(parents=True, exist_ok=True)
+                    stale.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: old}\n")
+                    result = render(inventory, tree)
+                    assert result.returncode == 0, result.stdout + result.stderr
+                    output.write_text(result.stdout)
+            _SESSION_TREES[inventory] = load_tree(tree)
     return inventory, tree, _SESSION_TREES[inventory]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def renders_ahead(request, tmp_path_factory):
+    """The session renders the run's tests take through `rendered`, begun as the run starts, in a
+    thread of each worker, each worker with a different inventory first. A render keeps about one
+    core busy: made only when a test first asked for it, the other worker sat waiting on it, three
+    times over at the start of a run (about 40 s of a core idle). A render that fails here fails
+    again, with its output, in the first test that asks for it."""
+    wanted = list(dict.fromkeys(
+        item.callspec.params["rendered"] for item in request.session.items
+        if "rendered" in getattr(getattr(item, "callspec", None), "params", {})
+    ))
+    if not wanted:
+        yield
+        return
+    first = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]) % len(wanted)
+    tmp_path_factory.getbasetemp()  # made here: two threads making it at once would collide
+
+    def render_each():
+        for inventory in wanted[first:] + wanted[:first]:
+            try:
+                session_render(inventory, tmp_path_factory)
+            except (Exception, pytest.skip.Exception, pytest.fail.Exception):
+                pass  # met again by the test that asks for it
+
+    thread = threading.Thread(target=render_each, name="renders-ahead", daemon=True)
+    thread.start()
+    yield
+    thread.join()
 
 
 def hostless_commands():
