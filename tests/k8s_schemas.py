@@ -172,28 +172,47 @@ def chart_crds():
             docs += _crd_documents(_helm("template", chart, str(archive), "--kube-version", KUBERNETES, *values))
         return [(chart, doc) for doc in docs]
 
-    # Kept in .cache/ under a digest of everything they come from, for the next process.
     import binaries
 
-    inputs = hashlib.sha256(json.dumps([binaries.SHA256["helm"], KUBERNETES, CRD_VALUES]).encode())
-    for chart, archive in sorted(pinned_archives().items()):
-        inputs.update(f"{chart} {archive.name} {binaries.sha256(archive)}".encode())
-    cached = ROOT / ".cache" / "chart-crds" / f"{inputs.hexdigest()}.json"
-    if cached.is_file():
-        return [tuple(crd) for crd in json.loads(cached.read_text())]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        crds = [crd for found in pool.map(lambda item: of(*item), sorted(pinned_archives().items())) for crd in found]
+    def render():
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return [crd for found in pool.map(lambda item: of(*item), sorted(pinned_archives().items())) for crd in found]
+
+    inputs = [binaries.SHA256["helm"], KUBERNETES, CRD_VALUES]
+    inputs += [f"{chart} {archive.name} {binaries.sha256(archive)}" for chart, archive in sorted(pinned_archives().items())]
+    return [tuple(crd) for crd in _kept("chart-crds", inputs, render)]
+
+
+def _kept(folder, inputs, compute):
+    """compute()'s value (JSON), kept in .cache/<folder>/ under a digest of inputs (everything it
+    comes from) for the next process, and made by one process at a time: the others wait on a file
+    lock and read what it wrote."""
+    from filelock import FileLock
+
+    cached = ROOT / ".cache" / folder / f"{hashlib.sha256(json.dumps(inputs).encode()).hexdigest()}.json"
     cached.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=cached.parent, prefix=cached.name, delete=False) as partial:
-        partial.write(json.dumps(crds))
-    os.replace(partial.name, cached)
-    return crds
+    with FileLock(f"{cached}.lock"):
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        value = compute()
+        with tempfile.NamedTemporaryFile("w", dir=cached.parent, prefix=cached.name, delete=False) as partial:
+            partial.write(json.dumps(value))
+        os.replace(partial.name, cached)
+        return value
+
+
+def _folder_crds(folder):
+    """The CRDs of a folder of ../shared/crds, parsed once (megabytes of YAML: Argo Workflows' full
+    CRDs take 6 s of CPU) and kept in .cache/ for the next process."""
+    paths = sorted((CRD_DIR / folder).glob("*.yaml"))
+    inputs = [f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()}" for path in paths]
+    return _kept("shared-crds", inputs, lambda: [doc for path in paths for doc in _crd_documents(path.read_text())])
 
 
 @lru_cache(maxsize=1)
 def shared_crds():
     """The CRDs of the bundles (SHARED_BUNDLES) from ../shared/crds."""
-    return [doc for folder in SHARED_BUNDLES.values() for path in sorted((CRD_DIR / folder).glob("*.yaml")) for doc in _crd_documents(path.read_text())]
+    return [doc for folder in SHARED_BUNDLES.values() for doc in _folder_crds(folder)]
 
 
 @lru_cache(maxsize=1)
@@ -210,7 +229,7 @@ def _full_schemas():
     misspelt field is kept and ignored by the controller. Its full CRDs in ../shared/crds (v4.1.2,
     newer than the pinned v4.0.6) still catch one; {key: closed schema} of those whose pinned
     CRD leaves spec open."""
-    full = _schemas(doc for path in sorted((CRD_DIR / "argo-workflows").glob("*.yaml")) for doc in _crd_documents(path.read_text()))
+    full = _schemas(_folder_crds("argo-workflows"))
     return {key: schema for key, schema in full.items() if _open_spec(crd_schemas().get(key))}
 
 
