@@ -199,6 +199,14 @@ def session_render(inventory, tmp_path_factory):
     return inventory, tree, _SESSION_TREES[inventory]
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked long first (the molecule scenarios, the longest, before the others), the
+    rest in their order. pytest-xdist hands out the groups of tests (xdist_group) first, largest
+    first, then single tests in this order: a long one left to the end would keep one worker busy
+    while the other sits idle."""
+    items.sort(key=lambda item: (item.get_closest_marker("long") is None, item.get_closest_marker("molecule") is None))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def renders_ahead(request, tmp_path_factory):
     """The session renders the run's tests take through `rendered`, begun as the run starts, in a

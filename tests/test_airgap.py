@@ -143,6 +143,7 @@ touch "$dest/${{ref##*/}}-$v.tgz"
     return bin_dir, log
 
 
+@pytest.mark.long
 def test_the_bundle_pulls_every_listed_image_and_chart(tmp_path, project, stand_ins):
     bin_dir, log = stand_ins
     bundle = tmp_path / "bundle"

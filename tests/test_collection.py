@@ -55,6 +55,7 @@ def test_version_matches_pyproject():
     assert re.search(rf'^version = "{re.escape(GALAXY["version"])}"$', pyproject, flags=re.M), "galaxy.yml and pyproject.toml versions differ"
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("rendered", ["production"], indirect=True)
 def test_the_installed_collection_renders_the_checkouts_tree(built, rendered, tmp_path):
     inventory, checkout_tree, _ = rendered

@@ -51,6 +51,7 @@ def test_images(tmp_path_factory):
 
 
 @pytest.mark.molecule
+@pytest.mark.long
 # No xdist_group: the scenarios may run side by side. Their containers have names of their own
 # (compute-*, storage-*, preflight-*) on podman's default network, only compute-podman serves
 # anything on this machine (its mirror, one port), and none changes the shared kernel

@@ -16,6 +16,8 @@ import json
 import re
 import time
 
+import pytest
+
 from conftest import (ROOT, digest, gitops_render_command, hostless_commands, operator_run, project_copy, readme_command, run,
                       session_command, state_dir, tool)
 
@@ -40,6 +42,7 @@ def inventory_listing(project, inventory):
         sorted(listing["_meta"]["hostvars"])
 
 
+@pytest.mark.long
 def test_every_readme_command_runs_twice_with_the_same_result(rendered, tmp_path, tmp_path_factory):
     inventory, tree, _ = rendered
     project = tree.parent / f"{tree.name}-project"

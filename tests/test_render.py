@@ -213,6 +213,7 @@ def test_the_object_store_setup_covers_every_bucket_and_service(rendered):
     assert {"ml-tracking", "ml-serving", "ml-training"} <= namespaces
 
 
+@pytest.mark.long
 def test_openebs_replaces_longhorn_behind_one_variable(tmp_path):
     result = render("lab", tmp_path / "tree", "-e", "storage_block=openebs")
     assert result.returncode == 0, result.stdout[-3000:]
@@ -227,6 +228,7 @@ def test_openebs_replaces_longhorn_behind_one_variable(tmp_path):
     assert not [doc for _, doc in documents(tree_docs) if doc["kind"] == "StorageClass"]
 
 
+@pytest.mark.long
 def test_an_external_object_store_needs_its_endpoint_and_keys(tmp_path):
     tree = tmp_path / "tree"
     args = ("-e", "platform_object_store=external")
@@ -406,6 +408,7 @@ def test_node_labels_pick_each_gpu_hosts_layout_and_driver(tmp_path):
     assert policy["spec"]["toolkit"]["env"] == [{"name": "CONTAINERD_SOCKET", "value": "/run/k3s/containerd/containerd.sock"}]
 
 
+@pytest.mark.long
 def test_a_verbose_render_prints_no_credential(tmp_path):
     """Every layer, rendered with -vvv: not one generated secret (keys, passwords, their bcrypt
     hashes, tokens) appears in Ansible's output or in the tree; no_log holds everywhere."""

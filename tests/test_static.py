@@ -99,6 +99,7 @@ sys.exit(_run_cli_entrypoint())
 """
 
 
+@pytest.mark.long
 def test_ansible_lint_production_profile():
     result = run([tool("python"), "-c", LINT_WITHOUT_SYNTAX_CHECK, "--offline", "--profile", "production", "--skip-list", "yaml"])
     assert result.returncode == 0, result.stdout + result.stderr
