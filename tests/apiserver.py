@@ -383,18 +383,12 @@ def pytest_runtest_teardown(item, nextitem):
                 fixturedef.finish(item._request)
 
 
-@functools.lru_cache(maxsize=1)
-def _kubectl_binary() -> str:
-    """binaries.kubectl(), its sha256 checked once per run rather than on every call."""
-    import binaries
-
-    return binaries.kubectl()
-
-
 def kubectl(server: APIServer, *args, input=None, timeout=300):
     """The pinned kubectl against server; returns the CompletedProcess (never raises on rc)."""
+    import binaries
+
     return subprocess.run(
-        [_kubectl_binary(), f"--kubeconfig={server.kubeconfig}", *args],
+        [binaries.kubectl(), f"--kubeconfig={server.kubeconfig}", *args],
         input=input, capture_output=True, text=True, timeout=timeout, check=False,
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(server.directory)},
     )

@@ -175,12 +175,6 @@ _PROOF_FLAGS = ("--skip-crds", "--skip-tests")
 CHART_TREES = ROOT / ".cache" / "chart-trees"
 
 
-@lru_cache(maxsize=1)
-def _helm():
-    """binaries.helm(), its sha256 checked once per process rather than on every render."""
-    return binaries.helm()
-
-
 @lru_cache(maxsize=None)
 def _archive_sha256(archive: Path):
     return binaries.sha256(archive)
@@ -237,7 +231,7 @@ def _helm_template(release: Release, proof) -> Render:
         values.write(release.values_json)
         values.flush()
         args = [
-            _helm(), "template", release.release, str(chart), "--version", release.version,
+            binaries.helm(), "template", release.release, str(chart), "--version", release.version,
             "--namespace", release.namespace, "--kube-version", KUBERNETES, "--values", values.name, *flags,
             *(f"--api-versions={v}" for v in api_versions()),
         ]

@@ -209,20 +209,20 @@ def _folder_crds(folder):
     return _kept("shared-crds", inputs, lambda: [doc for path in paths for doc in _crd_documents(path.read_text())])
 
 
-@lru_cache(maxsize=1)
+@computed_once
 def shared_crds():
     """The CRDs of the bundles (SHARED_BUNDLES) from ../shared/crds."""
     return [doc for folder in SHARED_BUNDLES.values() for doc in _folder_crds(folder)]
 
 
-@lru_cache(maxsize=1)
+@computed_once
 def crd_schemas():
     """{(group/version, kind): closed schema} for every served version of the CRDs the platform
     installs: the pinned charts' (chart_crds) and the bundles' (shared_crds)."""
     return _schemas([doc for _, doc in chart_crds()] + shared_crds())
 
 
-@lru_cache(maxsize=1)
+@computed_once
 def _full_schemas():
     """Argo Workflows' chart installs its minimal CRDs, whose spec the API server leaves open (the
     full ones, crds.full, are fetched from GitHub at install time, which an offline site cannot): a
