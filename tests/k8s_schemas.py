@@ -203,7 +203,7 @@ def _kept(folder, inputs, compute):
 
 def _folder_crds(folder):
     """The CRDs of a folder of ../shared/crds, parsed once (megabytes of YAML: Argo Workflows' full
-    CRDs take 6 s of CPU) and kept in .cache/ for the next process."""
+    CRDs take about 4 s of CPU) and kept in .cache/ for the next process."""
     paths = sorted((CRD_DIR / folder).glob("*.yaml"))
     inputs = [f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()}" for path in paths]
     return _kept("shared-crds", inputs, lambda: [doc for path in paths for doc in _crd_documents(path.read_text())])
