@@ -6,7 +6,8 @@
 # files in apt's cache.
 #
 # Skips the base build when an image built by this same script already exists
-# (the image carries a hash of this file as a label). FORCE=1 rebuilds.
+# (the image carries a hash of its commands, comments left out, as a label).
+# FORCE=1 rebuilds.
 # DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR override the mirrors, which default
 # to the ones this machine's apt uses.
 set -euo pipefail
@@ -14,7 +15,10 @@ set -euo pipefail
 IMAGE=${IMAGE:-localhost/platform-debian12:latest}
 SUITE=bookworm
 here=$(cd "$(dirname "$0")" && pwd)
-build_hash=$(sha256sum "$here/build-test-image.sh" | cut -c1-16)
+# What builds the images: this script less its comment lines, so that editing a
+# comment rebuilds nothing.
+script_commands=$(grep -v '^[[:space:]]*#' "$here/build-test-image.sh")
+build_hash=$(printf '%s\n' "$script_commands" | sha256sum | cut -c1-16)
 
 apt_mirror() {  # first URI of the host's apt sources whose path ends in $1
   { grep -rhoE "(URIs:|deb)\s+https?://[^ ]+" /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null || true; } |
@@ -88,7 +92,7 @@ base_image=$IMAGE
 # (storage-podman) and multipath-tools (storage-podman's prepare.yml).
 apt_packages=(conntrack socat ethtool ipset iptables curl ca-certificates tar chrony open-iscsi nfs-common multipath-tools)
 base_id=$(podman image inspect --format '{{.Id}}' "$base_image")
-recipe=$(printf '%s\n' "${apt_packages[@]}" | cat - "$0" | sha256sum | cut -c1-16)
+recipe=$(printf '%s\n' "${apt_packages[@]}" "$script_commands" | sha256sum | cut -c1-16)
 if ! podman image exists "$apt_image" ||
   [[ $(podman image inspect --format '{{ index .Labels "platform.base-id" }} {{ index .Labels "platform.recipe" }}' "$apt_image") != "$base_id $recipe" ]] ||
   (($(date +%s) - $(podman image inspect --format '{{.Created.Unix}}' "$apt_image") > 7 * 86400)); then
