@@ -201,12 +201,16 @@ def _kept(folder, inputs, compute):
         return value
 
 
+@computed_once
+def shared_crd_file(path: Path):
+    """The CRDs of one file of ../shared/crds, parsed once (megabytes of YAML: Argo Workflows' full
+    CRDs take about 4 s of CPU) and kept in .cache/ for the next process. Read them, never change them."""
+    return _kept("shared-crds", [path.name, hashlib.sha256(path.read_bytes()).hexdigest()], lambda: _crd_documents(path.read_text()))
+
+
 def _folder_crds(folder):
-    """The CRDs of a folder of ../shared/crds, parsed once (megabytes of YAML: Argo Workflows' full
-    CRDs take about 4 s of CPU) and kept in .cache/ for the next process."""
-    paths = sorted((CRD_DIR / folder).glob("*.yaml"))
-    inputs = [f"{path.name} {hashlib.sha256(path.read_bytes()).hexdigest()}" for path in paths]
-    return _kept("shared-crds", inputs, lambda: [doc for path in paths for doc in _crd_documents(path.read_text())])
+    """The CRDs of a folder of ../shared/crds (shared_crd_file)."""
+    return [doc for path in sorted((CRD_DIR / folder).glob("*.yaml")) for doc in shared_crd_file(path)]
 
 
 @computed_once

@@ -12,7 +12,6 @@ documents, and the network policy around the inference-logger."""
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ import pytest
 import yaml
 
 from conftest import BOM, ROOT, session_render
-from k8s_schemas import CRD_DIR, _Loader, load_tree, validate
+from k8s_schemas import CRD_DIR, load_tree, shared_crd_file, validate
 from test_dashboards import KNOWN, PROMTOOL, expressions, metric_names
 from test_render_orchestration import promote
 from test_render_serving_tracking import telemetry_problems
@@ -357,12 +356,10 @@ def test_the_policy_check_sees_a_wrong_opening(layers):
     ]
 
 
-@functools.lru_cache(maxsize=None)
 def crd_file(path):
-    """The CRD of a file of ../shared/crds, read once per process with LibYAML: they are megabytes
-    each (KServe's, Argo Workflows'), seconds apiece for the pure-Python parser, and two tests
-    install the same ones. Read it, never change it."""
-    return next(d for d in yaml.load_all(path.read_text(), Loader=_Loader) if d)
+    """The CRD of a file of ../shared/crds (k8s_schemas.shared_crd_file: parsed once, kept in
+    .cache/). Read it, never change it."""
+    return shared_crd_file(path)[0]
 
 
 # {API server URL: {CRD name: the document}}: what install_crds applied in this process, to the
