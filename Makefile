@@ -26,7 +26,7 @@ site: $(VENV)/.runtime
 
 # The virtualenv (pip, mostly one core) and the test host's packages (apt,
 # mostly waiting on the mirror and the disk) are set up side by side; the
-# scenarios' images are built by the first scenario that needs them
+# scenarios' image is built by the first scenario that needs it
 # (tests/test_molecule.py), beside the tests that need none.
 test: test-setup
 	$(RUN) $(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -40,7 +40,7 @@ test-host-packages:
 bench: $(VENV)/.test
 	$(RUN) $(VENV)/bin/python tests/bench.py $(BENCH_ARGS)
 
-# podman, runc, debootstrap and the offline-built Debian 12 systemd image that
+# podman, runc, mmdebstrap and the offline-built Debian 12 systemd image that
 # the molecule scenarios run on (root only; a no-op once done).
 test-host:
 	scripts/setup-test-host.sh

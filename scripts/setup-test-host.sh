@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Prepare this machine to run the molecule podman scenarios and the alert
-# tests, from nothing: podman with the runc runtime, debootstrap, promtool, nginx and
+# tests, from nothing: podman with the runc runtime, mmdebstrap, promtool, nginx and
 # the offline-built Debian 12 systemd image (scripts/build-test-image.sh).
 # Idempotent and quiet once done.
 set -euo pipefail
 
 if [[ $(id -u) -ne 0 ]]; then
-  echo "setup-test-host: run as root (it installs podman, runc and debootstrap with apt and runs privileged containers)" >&2
+  echo "setup-test-host: run as root (it installs podman, runc and mmdebstrap with apt and runs privileged containers)" >&2
   exit 1
 fi
 
-packages=(podman runc debootstrap uidmap slirp4netns passt fuse-overlayfs iptables ca-certificates)
+packages=(podman runc mmdebstrap uidmap slirp4netns passt fuse-overlayfs iptables ca-certificates)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
@@ -73,10 +73,10 @@ if new != old:
     print(f"setup-test-host: updated {path}")
 PY
 
-# The images the podman scenarios run on (scripts/build-test-image.sh). With
-# --no-images they are left to the first scenario that needs them
-# (tests/test_molecule.py builds them then, under a lock): `make test` does
-# that, so that their build overlaps the tests that need no container.
+# The image the podman scenarios run on (scripts/build-test-image.sh). With
+# --no-images it is left to the first scenario that needs it
+# (tests/test_molecule.py builds it then, under a lock): `make test` does
+# that, so that its build overlaps the tests that need no container.
 if [[ ${1:-} != --no-images ]]; then
   "$(dirname "$0")/build-test-image.sh"
 fi

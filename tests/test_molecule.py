@@ -19,8 +19,8 @@ import yaml
 
 from conftest import ROOT, run, tool
 
-# The test image with Debian's package lists and the scenarios' package files in apt's cache
-# (scripts/setup-test-host.sh builds both).
+# The test image, with Debian's package lists and the scenarios' package files in apt's cache
+# (scripts/build-test-image.sh).
 IMAGE = "localhost/platform-debian12-apt:latest"
 SCENARIOS = sorted(
     p.name for p in (ROOT / "molecule").iterdir() if (p / "molecule.yml").exists() and not p.name.startswith(("kind-", "online-"))
@@ -36,16 +36,16 @@ def podman_ready():
 
 
 @pytest.fixture(scope="session")
-def test_images(tmp_path_factory):
-    """The images the scenarios run on, built (or found current) by the first scenario that
-    needs them, once for every worker (a file lock). `make test` prepares the rest of the host
+def test_image(tmp_path_factory):
+    """The image the scenarios run on, built (or found current) by the first scenario that
+    needs it, once for every worker (a file lock). `make test` prepares the rest of the host
     first (`scripts/setup-test-host.sh --no-images`), so on a fresh machine the image build
-    overlaps the tests that need no container; where they are current this is a label check."""
+    overlaps the tests that need no container; where it is current this is a label check."""
     from filelock import FileLock
 
     if shutil.which("podman") is None or os.geteuid() != 0:
         return  # podman_ready says why
-    with FileLock(tmp_path_factory.getbasetemp().parent / "test-images.lock"):
+    with FileLock(tmp_path_factory.getbasetemp().parent / "test-image.lock"):
         result = run([str(ROOT / "scripts" / "build-test-image.sh")], timeout=1200)
     assert result.returncode == 0, f"scripts/build-test-image.sh failed:\n{result.stdout}{result.stderr}"
 
@@ -57,7 +57,7 @@ def test_images(tmp_path_factory):
 # anything on this machine (its mirror, one port), and none changes the shared kernel
 # (compute_host_activate and storage_host_activate are off; preflight only reads).
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario, test_images):
+def test_molecule_scenario(scenario, test_image):
     reason = podman_ready()
     if reason:
         # CI installs podman (make test) and test_images builds the image: there a skip would hide a broken setup.
