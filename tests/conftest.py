@@ -199,14 +199,6 @@ def session_render(inventory, tmp_path_factory):
     return inventory, tree, _SESSION_TREES[inventory]
 
 
-def pytest_xdist_auto_num_workers(config):
-    """`-n auto` (pyproject.toml): one worker more than the machine has cores. Each worker spends
-    moments waiting (on an API server's answer, a container's boot, Debian's mirror while the test
-    image builds), and with a worker per core those moments left a core idle: 4 to 6% of a run on
-    the 2-core machine (vmstat), against about 1% with three workers."""
-    return (os.cpu_count() or 1) + 1
-
-
 def pytest_collection_modifyitems(items):
     """The tests marked long first (the molecule scenarios, the longest, before the others), the
     rest in their order. pytest-xdist hands out the groups of tests (xdist_group) first, largest
