@@ -8,9 +8,7 @@
 # it.
 #
 # mmdebstrap resolves with apt, downloads in parallel and unpacks everything
-# in one dpkg run: 35 to 45 s and 38 to 51 CPU-seconds here, against 65 s and
-# 58 for debootstrap and a second container run for the package files, which
-# this script did before (molecule/README.md).
+# in one dpkg run (what that saves over debootstrap: molecule/README.md).
 #
 # The image carries a hash of this script's commands (comments left out) as a
 # label; it is rebuilt when they change, and after a week, to stay close to
@@ -61,6 +59,7 @@ start=$(date +%s)
 echo "build-test-image: mmdebstrap $SUITE from $mirror (about a minute)"
 old_id=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 building=localhost/platform-debian12-apt:building-$$
+# mmdebstrap's own output: shown (its last 30 lines) only when the build fails.
 log=$(mktemp /var/tmp/platform-image.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
 # The mirror lines become the image's /etc/apt/sources.list; --aptopt and
