@@ -159,14 +159,17 @@ def test_ansible_doc_reads_the_role(role, role_docs):
     assert "ENTRY POINT" in text
 
 
-def test_ansible_doc_reads_every_module():
-    """Each module's DOCUMENTATION is what ansible-doc can read (one run for all of them): a
-    description line that YAML reads as a mapping (a ': ' in it) makes it fail."""
-    modules = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py"))
-    result = run([tool("ansible-doc"), "-t", "module", *(f"mlplatform.baremetal.{m}" for m in modules)])
+@pytest.mark.parametrize("kind, folder", [("module", "modules"), ("lookup", "lookup")])
+def test_ansible_doc_reads_every_plugin(kind, folder):
+    """Each module's and lookup's DOCUMENTATION is what ansible-doc can read (one run for each
+    kind): a description line that YAML reads as a mapping (a ': ' in it) makes it fail, and a
+    lookup whose documentation does not parse does not load at all."""
+    plugins = sorted(p.stem for p in (ROOT / "plugins" / folder).glob("*.py"))
+    assert plugins, f"plugins/{folder} holds no plugin"
+    result = run([tool("ansible-doc"), "-t", kind, *(f"mlplatform.baremetal.{m}" for m in plugins)])
     assert result.returncode == 0 and "ERROR" not in result.stderr, result.stderr
-    for module in modules:
-        assert f"> MODULE mlplatform.baremetal.{module} (" in result.stdout.replace("\x1b[1m", "").replace("\x1b[0m", ""), module
+    for plugin in plugins:
+        assert f"> {kind.upper()} mlplatform.baremetal.{plugin} (" in result.stdout.replace("\x1b[1m", "").replace("\x1b[0m", ""), plugin
 
 
 def test_every_playbook_is_in_site_or_standalone():
