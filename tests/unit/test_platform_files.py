@@ -7,7 +7,9 @@ import stat
 
 import pytest
 
-import platform_files as pf
+# The module, not the action of the same name (plugins/action/platform_files.py) that runs its
+# functions on the controller: both directories are on the tests' path.
+from ansible_collections.mlplatform.baremetal.plugins.modules import platform_files as pf
 
 
 def test_files_directories_and_links_converge_then_stay(tmp_path):
