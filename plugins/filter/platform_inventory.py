@@ -520,6 +520,14 @@ def check_airgap(platform):
             )
         elif not re.match(r"^(https?|ssh)://|^git@", str(git)):
             problems.append(f"platform_mirror_git: {_fmt(git)} is not an http(s)://, ssh:// or git@ Git URL.")
+        charts = platform.get("platform_mirror_charts")
+        if charts and str(charts).startswith("/"):
+            problems.append(
+                f"platform_mirror_charts: {_fmt(charts)} is a directory on the controller, which Argo CD cannot read, and platform_delivery "
+                "is gitops: the tree's Applications would name no chart repository. Fix: serve the charts as an OCI registry "
+                "(oci://<registry>/<path>, helm push) or an HTTP(S) Helm repository (helm repo index), and point platform_mirror_charts "
+                "at it (docs/airgap.md); a directory serves direct delivery only."
+            )
     return problems
 
 
