@@ -455,19 +455,24 @@ def test_a_layer_run_alone_checks_the_delivery_settings_before_writing_anything(
 
 def test_a_layer_run_alone_names_what_its_delivery_needs_before_delivering(project):
     """The layer's first check after the settings' (deliver.yml) stops a delivery that cannot be
-    made, in words that say what to set: gitops without a checkout to write to, direct without the
-    cluster's kubeconfig on the controller. Nothing is written, nothing is contacted."""
+    made, in words that say what to set: gitops without a checkout to write to, or with an
+    air-gapped chart mirror that is a directory on the controller (preflight's rule, for a run
+    that skips preflight), direct without the cluster's kubeconfig on the controller. Nothing is
+    written, nothing is contacted."""
     from conftest import run, state_dir, tool
 
     kubeconfig = state_dir(project, "lab") / "admin.conf"
-    for delivery, expected in (
-        ("gitops", "platform_delivery is gitops, so set platform_gitops_dir (your Git checkout) and"
-                   " platform_gitops_repo_url (where Argo CD reads it) in the inventory."),
-        ("direct", f"Direct delivery of layer network needs the cluster's kubeconfig at platform_kubeconfig ({kubeconfig})"
-                   " on the controller: run layer 1 (--tags compute) first"),
+    checkout = ("-e", f"platform_gitops_dir={project / 'tree'}", "-e", "platform_gitops_repo_url=https://git.example.internal/platform.git")
+    for delivery, extra, expected in (
+        ("gitops", (), "platform_delivery is gitops, so set platform_gitops_dir (your Git checkout) and"
+                       " platform_gitops_repo_url (where Argo CD reads it) in the inventory."),
+        ("gitops", (*checkout, "-e", "platform_airgap=true", "-e", "platform_mirror_charts=/srv/charts"),
+         "platform_mirror_charts (/srv/charts) is a directory on the controller, which Argo CD cannot read, and platform_delivery is gitops"),
+        ("direct", (), f"Direct delivery of layer network needs the cluster's kubeconfig at platform_kubeconfig ({kubeconfig})"
+                       " on the controller: run layer 1 (--tags compute) first"),
     ):
-        result = run([tool("ansible-playbook"), "site.yml", "-i", "inventories/lab", "--tags", "network", "-e", f"platform_delivery={delivery}"],
-                     cwd=project)
+        result = run([tool("ansible-playbook"), "site.yml", "-i", "inventories/lab", "--tags", "network", "-e", f"platform_delivery={delivery}",
+                      *extra], cwd=project)
         output = " ".join((result.stdout + result.stderr).split())
         assert result.returncode != 0 and expected in output, output[-3000:]
         assert "Write the Applications" not in output and "Install the pinned helm" not in output, output[-3000:]
