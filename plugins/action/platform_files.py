@@ -5,8 +5,8 @@ run. Where the task runs on the controller itself, as the controller's user (del
 localhost with the local connection, no become: render-compute.yml writes every node's files
 for review this way, and helm.yml installs helm), shipping it as a module costs a Python start
 and its imports per host (about a quarter of a CPU-second each, most of render-compute.yml's
-time at scale). Then this action plans, diffs and applies the same entries with the module's
-own functions, with the same check mode, diff and result. Anywhere else (an SSH or podman
+time at scale). Then this action converges the same entries with the module's own function
+(converge), with the same check mode, diff and result. Anywhere else (an SSH or podman
 connection, become) it runs the module.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.mlplatform.baremetal.plugins.modules.platform_files import apply, diff, plan
+from ansible_collections.mlplatform.baremetal.plugins.modules.platform_files import converge
 
 
 class ActionModule(ActionBase):
@@ -34,13 +34,7 @@ class ActionModule(ActionBase):
         if not isinstance(files, dict):
             return dict(result, failed=True, msg="files must be a dictionary of path to entry")
         try:
-            actions = plan(files)
-            shown = diff(actions) if self._task.diff else None
-            if not self._task.check_mode:
-                apply(actions)
+            result.update(converge(files, self._task.check_mode, self._task.diff))
         except (ValueError, OSError) as err:
             return dict(result, failed=True, msg=str(err))
-        result.update(changed=bool(actions), changed_paths=[path for path, _, _ in actions])
-        if shown is not None:
-            result["diff"] = shown
         return result

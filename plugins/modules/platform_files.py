@@ -137,18 +137,26 @@ def diff(actions):
     return shown
 
 
-def main():
-    module = AnsibleModule(argument_spec={"files": {"type": "dict", "required": True}}, supports_check_mode=True)
-    try:
-        actions = plan(module.params["files"])
-        shown = diff(actions) if module._diff else None
-        if not module.check_mode:
-            apply(actions)
-    except (ValueError, OSError) as err:
-        module.fail_json(msg=str(err))
+def converge(files, check_mode, show_diff):
+    """The module's result for files: planned, shown (with show_diff) and applied (unless
+    check_mode). Raises ValueError or OSError. The action of the same name
+    (plugins/action/platform_files.py) calls it on the controller."""
+    actions = plan(files)
+    shown = diff(actions) if show_diff else None
+    if not check_mode:
+        apply(actions)
     result = {"changed": bool(actions), "changed_paths": [path for path, _, _ in actions]}
     if shown is not None:
         result["diff"] = shown
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec={"files": {"type": "dict", "required": True}}, supports_check_mode=True)
+    try:
+        result = converge(module.params["files"], module.check_mode, module._diff)
+    except (ValueError, OSError) as err:
+        module.fail_json(msg=str(err))
     module.exit_json(**result)
 
 
