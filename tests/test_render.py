@@ -456,8 +456,8 @@ def test_a_layer_run_alone_checks_the_delivery_settings_before_writing_anything(
 def test_a_layer_run_alone_names_what_its_delivery_needs_before_delivering(project):
     """The layer's first check after the settings' (deliver.yml) stops a delivery that cannot be
     made, in words that say what to set: gitops without a checkout to write to, or with an
-    air-gapped chart mirror that is a directory on the controller (preflight's rule, for a run
-    that skips preflight), direct without the cluster's kubeconfig on the controller. Nothing is
+    air-gapped chart mirror that is a directory on the controller (preflight's rule and message,
+    for a run that skips preflight), direct without the cluster's kubeconfig on the controller. Nothing is
     written, nothing is contacted."""
     from conftest import run, state_dir, tool
 
@@ -467,7 +467,7 @@ def test_a_layer_run_alone_names_what_its_delivery_needs_before_delivering(proje
         ("gitops", (), "platform_delivery is gitops, so set platform_gitops_dir (your Git checkout) and"
                        " platform_gitops_repo_url (where Argo CD reads it) in the inventory."),
         ("gitops", (*checkout, "-e", "platform_airgap=true", "-e", "platform_mirror_charts=/srv/charts"),
-         "platform_mirror_charts (/srv/charts) is a directory on the controller, which Argo CD cannot read, and platform_delivery is gitops"),
+         "platform_mirror_charts: '/srv/charts' is a directory on the controller, which Argo CD cannot read, and platform_delivery is gitops"),
         ("direct", (), f"Direct delivery of layer network needs the cluster's kubeconfig at platform_kubeconfig ({kubeconfig})"
                        " on the controller: run layer 1 (--tags compute) first"),
     ):

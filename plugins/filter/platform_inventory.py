@@ -520,15 +520,22 @@ def check_airgap(platform):
             )
         elif not re.match(r"^(https?|ssh)://|^git@", str(git)):
             problems.append(f"platform_mirror_git: {_fmt(git)} is not an http(s)://, ssh:// or git@ Git URL.")
-        charts = platform.get("platform_mirror_charts")
-        if charts and str(charts).startswith("/"):
-            problems.append(
-                f"platform_mirror_charts: {_fmt(charts)} is a directory on the controller, which Argo CD cannot read, and platform_delivery "
-                "is gitops: the tree's Applications would name no chart repository. Fix: serve the charts as an OCI registry "
-                "(oci://<registry>/<path>, helm push) or an HTTP(S) Helm repository (helm repo index), and point platform_mirror_charts "
-                "at it (docs/airgap.md); a directory serves direct delivery only."
-            )
-    return problems
+    return problems + chart_mirror_problems(platform.get("platform_delivery"), platform.get("platform_mirror_charts"))
+
+
+def chart_mirror_problems(delivery, charts):
+    """The chart mirror (an air-gapped site's platform_mirror_charts) against the delivery mode:
+    Argo CD reads charts from a repository or a registry, never from the controller's disk.
+    Preflight's rule, and the filter platform_chart_mirror_problems for deliver.yml's check of a
+    layer run alone (--tags <layer> skips preflight)."""
+    if delivery != "gitops" or not charts or not str(charts).startswith("/"):
+        return []
+    return [
+        f"platform_mirror_charts: {_fmt(charts)} is a directory on the controller, which Argo CD cannot read, and platform_delivery "
+        "is gitops: the tree's Applications would name no chart repository. Fix: serve the charts as an OCI registry "
+        "(oci://<registry>/<path>, helm push) or an HTTP(S) Helm repository (helm repo index), and point platform_mirror_charts "
+        "at it (docs/airgap.md); a directory serves direct delivery only."
+    ]
 
 
 def check_bom(distribution, bom):
@@ -710,4 +717,8 @@ def role_settings(defaults, host_vars):
 
 class FilterModule:
     def filters(self):
-        return {"platform_inventory_problems": platform_inventory_problems, "platform_role_settings": role_settings}
+        return {
+            "platform_inventory_problems": platform_inventory_problems,
+            "platform_role_settings": role_settings,
+            "platform_chart_mirror_problems": chart_mirror_problems,
+        }
